@@ -1,0 +1,110 @@
+"""``boxoffice dev|serve|worker|migrate|seed``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from shared.config import CommonSettings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from boxoffice.services import SERVICES
+
+    spec = SERVICES[args.service]
+    uvicorn.run(
+        spec.factory,
+        factory=True,
+        host=args.host,
+        port=args.port or spec.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,  # the services write their own structured access log
+        log_level=args.log_level,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from boxoffice.services import WORKER_MODULE
+
+    module = importlib.import_module(WORKER_MODULE)
+    return int(module.main(args.rest))
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from boxoffice.db import migrate
+
+    url = args.url or CommonSettings().resolved_database_url()
+    migrate(url, args.revision)
+    print(f"migrated to {args.revision}")
+    return 0
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from boxoffice.seed import seed_demo
+
+    if not args.demo:
+        print("nothing to seed: pass --demo", file=sys.stderr)
+        return 2
+    settings = CommonSettings()
+    added = seed_demo(
+        args.url or settings.resolved_database_url(),
+        max_active=settings.queue_default_max_active,
+        admit_per_second=settings.queue_default_admit_per_second,
+    )
+    print(f"demo catalog: {added} performance(s) added")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from boxoffice.dev import run_dev
+
+    return run_dev(host=args.host)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests)."""
+    parser = argparse.ArgumentParser(prog="boxoffice", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("dev", help="run the whole system on this machine (embedded defaults)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.set_defaults(func=_dev)
+
+    p = sub.add_parser("serve", help="serve one service")
+    p.add_argument("service", choices=["gateway", "api", "ticket"])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--log-level", default="warning")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("worker", help="drain reservation events into the database")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_worker)
+
+    p = sub.add_parser("migrate", help="upgrade the database schema")
+    p.add_argument("--url", default=None)
+    p.add_argument("--revision", default="head")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("seed", help="load catalog data")
+    p.add_argument("--demo", action="store_true", help="the demo catalog (idempotent)")
+    p.add_argument("--url", default=None)
+    p.set_defaults(func=_seed)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``boxoffice`` console script."""
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""What the gateway and both backends must agree on: schema, payloads, keys, tokens. No I/O."""

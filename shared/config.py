@@ -1,0 +1,62 @@
+"""Settings base shared by every service: environment variables prefixed ``BOXOFFICE_``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789"
+DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+class CommonSettings(BaseSettings):
+    """Settings every process reads. Services subclass this and add their own."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BOXOFFICE_", env_file=".env", extra="ignore", frozen=True
+    )
+
+    # Unset means "embedded default": the dev supervisor fills these in for its children.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: str = "data"
+
+    secret_key: str = DEV_SECRET_KEY
+    admin_token: str = DEV_ADMIN_TOKEN
+
+    api_server_url: str = "http://127.0.0.1:8001"
+    ticket_server_url: str = "http://127.0.0.1:8002"
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    access_token_ttl_s: int = Field(default=3600, ge=1)
+    hold_ttl_s: int = Field(default=120, ge=1)
+    admission_ttl_s: int = Field(default=600, ge=1)
+    queue_heartbeat_timeout_s: int = Field(default=30, ge=1)
+    queue_default_max_active: int = Field(default=100, ge=1)
+    queue_default_admit_per_second: float = Field(default=10.0, gt=0)
+    max_seats_per_user: int = Field(default=4, ge=1)
+
+    redis_socket_timeout_s: float = Field(default=1.0, gt=0)
+    log_level: str = "INFO"
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    def resolved_database_url(self) -> str:
+        """The configured database URL, or the embedded SQLite file under ``data_dir``."""
+        return self.database_url or f"sqlite:///{self.data_dir}/boxoffice.sqlite3"
+
+    def require_redis_url(self) -> str:
+        """The Redis URL; services need one (the dev supervisor provides the embedded one)."""
+        if not self.redis_url:
+            raise RuntimeError(
+                "BOXOFFICE_REDIS_URL is not set; run through `boxoffice dev` to get the "
+                "embedded server, or point it at a Redis"
+            )
+        return self.redis_url

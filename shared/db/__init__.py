@@ -1,0 +1,1 @@
+"""The shared relational schema (SQLAlchemy 2) and engine helpers."""

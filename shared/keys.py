@@ -1,0 +1,85 @@
+"""Every Redis key is built here. Keys carry a hash tag (``{...}``) so that each Lua script
+touches keys of one slot only and runs unchanged on Redis Cluster. Secrets and tokens are
+hashed before they become part of a key."""
+
+from __future__ import annotations
+
+import hashlib
+
+PREFIX = "bx"
+
+# A set of the session ids whose event stream exists; lets consumers find the streams.
+EVENT_STREAMS = f"{PREFIX}:event-streams"
+# Consumer groups on the per-session event streams.
+WORKER_GROUP = "worker"
+GATEWAY_QUEUE_GROUP = "gateway-queue"
+DEAD_LETTER_STREAM = f"{PREFIX}:{{dlq}}:events"
+
+
+def digest(value: str) -> str:
+    """A short, stable, non-reversible stand-in for a secret inside a key."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def session_tag(session_id: int) -> str:
+    """The hash tag shared by every key of one session."""
+    return f"{{s:{session_id}}}"
+
+
+def session_key(session_id: int, name: str) -> str:
+    """A key of one session, e.g. ``bx:{s:42}:seats``."""
+    return f"{PREFIX}:{session_tag(session_id)}:{name}"
+
+
+def events_stream(session_id: int) -> str:
+    """The session's stream of reservation events (the outbox, written by ticket_server)."""
+    return session_key(session_id, "events")
+
+
+# --- ticket_server -----------------------------------------------------------------------
+
+
+def seats(session_id: int) -> str:
+    """Hash ``seat_id -> state`` of the live seat map."""
+    return session_key(session_id, "seats")
+
+
+def seat_meta(session_id: int) -> str:
+    """Hash ``seat_id -> json(label, grade, price)``; static once loaded."""
+    return session_key(session_id, "seatmeta")
+
+
+def session_info(session_id: int) -> str:
+    """Hash of the session's facts ticket_server needs (booking_opens_at_ms, seat_count)."""
+    return session_key(session_id, "info")
+
+
+def inventory_lock(session_id: int) -> str:
+    """Lock taken while the seat map is loaded from the database."""
+    return session_key(session_id, "load-lock")
+
+
+def sold_out_flag(session_id: int) -> str:
+    """Set (by ticket_server) once every seat of the session is sold."""
+    return session_key(session_id, "sold-out")
+
+
+# --- gateway: queue admission --------------------------------------------------------------
+
+
+def queue_key(session_id: int, name: str) -> str:
+    """A key of the session's waiting room, e.g. ``bx:{s:42}:q:waiting``."""
+    return session_key(session_id, f"q:{name}")
+
+
+# --- gateway: rate limiting -----------------------------------------------------------------
+
+
+def rate_limit(policy: str, subject: str) -> str:
+    """The limiter state of one subject (user id or client address) under one policy."""
+    return f"{PREFIX}:{{rl:{policy}:{digest(subject)}}}"
+
+
+def gateway_instances() -> str:
+    """Sorted set of live gateway instances (member id, score last heartbeat)."""
+    return f"{PREFIX}:gateways"

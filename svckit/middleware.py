@@ -1,0 +1,184 @@
+"""One pure-ASGI middleware for what every request needs: request id, body limit, access
+log and metrics. Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on the hot path and
+must not buffer streamed bodies."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import orjson
+
+from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
+from svckit.metrics import ServiceMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_REQUEST_ID_RE = re.compile(rb"^[A-Za-z0-9._-]{1,128}$")
+access_log = logging.getLogger("boxoffice.access")
+
+
+def sane_request_id(raw: bytes | None) -> str:
+    """The client's request id if it is sane (1..128 of ``[A-Za-z0-9._-]``), else a new one."""
+    if raw is not None and _REQUEST_ID_RE.match(raw):
+        return raw.decode("ascii")
+    return uuid.uuid4().hex
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def send_problem(
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    slug: str,
+    request_id: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    """Write a whole problem+json response straight to ASGI ``send``."""
+    body = orjson.dumps(
+        problem_body(
+            status=status,
+            title=title,
+            detail=detail,
+            type_=problem_type(slug),
+            request_id=request_id,
+        )
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", request_id.encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """Request id in and out, 413 over the body limit, an access-log line and metrics."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        metrics: ServiceMetrics,
+        max_body_bytes: int = 1024 * 1024,
+        route_label: Callable[[Scope], str] | None = None,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
+        self.route_label = route_label or _starlette_route
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        raw_rid = None
+        content_length = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                raw_rid = value
+            elif name == b"content-length":
+                content_length = value
+        rid = sane_request_id(raw_rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        rid_header = (b"x-request-id", rid.encode())
+        status_box = [500]
+
+        limit = self.max_body_bytes
+        if content_length is not None:
+            try:
+                too_big = int(content_length) > limit
+            except ValueError:
+                too_big = False
+            if too_big:
+                await send_problem(
+                    send,
+                    413,
+                    "Content Too Large",
+                    f"The request body exceeds {limit} bytes.",
+                    "payload-too-large",
+                    rid,
+                    [(b"connection", b"close")],
+                )
+                self._observe(scope, 413, started, rid)
+                return
+
+        seen = 0
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise _TooLarge
+            return message
+
+        response_started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                status_box[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), rid_header]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except _TooLarge:
+            if not response_started:
+                await send_problem(
+                    send,
+                    413,
+                    "Content Too Large",
+                    f"The request body exceeds {limit} bytes.",
+                    "payload-too-large",
+                    rid,
+                    [(b"connection", b"close")],
+                )
+            status_box[0] = 413
+        finally:
+            self._observe(scope, status_box[0], started, rid)
+
+    def _observe(self, scope: Scope, status: int, started: float, rid: str) -> None:
+        elapsed = time.perf_counter() - started
+        route = self.route_label(scope)
+        self.metrics.observe_request(route, scope["method"], status, elapsed)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(
+                "%s %s %d %.1fms",
+                scope["method"],
+                scope["path"],
+                status,
+                elapsed * 1000,
+                extra={"request_id": rid, "service": self.service, "route": route},
+            )
+
+
+def _starlette_route(scope: Scope) -> str:
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else "unmatched"

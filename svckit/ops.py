@@ -1,0 +1,73 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` routes, given the app's readiness checks."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import orjson
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.responses import Response
+
+from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
+from svckit.metrics import ServiceMetrics
+
+ReadinessCheck = Callable[[Request], Awaitable[None]]
+
+
+def ops_router(
+    *,
+    metrics: ServiceMetrics,
+    checks: dict[str, ReadinessCheck],
+    timeout_s: float = 2.0,
+) -> APIRouter:
+    """Operations routes. Each check raises (or times out) when its dependency is not ready."""
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: 200 while the process runs."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
+    async def readyz(request: Request) -> Response:
+        """Readiness: 200 when every dependency answers, else 503 naming the failing ones."""
+
+        async def run(name: str, check: ReadinessCheck) -> tuple[str, str | None]:
+            try:
+                await asyncio.wait_for(check(request), timeout_s)
+            except TimeoutError:
+                return name, f"no answer within {timeout_s}s"
+            except Exception as e:  # any failure means "not ready"; the reason is reported
+                return name, f"{type(e).__name__}: {e}"[:300]
+            return name, None
+
+        results = await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        failing = {name: why for name, why in results if why is not None}
+        if not failing:
+            return Response(
+                orjson.dumps({"status": "ready", "checks": dict.fromkeys(checks, "ok")}),
+                media_type="application/json",
+            )
+        body = problem_body(
+            status=503,
+            title="Service Unavailable",
+            detail="not ready: " + ", ".join(sorted(failing)),
+            type_=problem_type("not-ready"),
+            request_id=request.scope.get("state", {}).get("request_id"),
+            failing=failing,
+        )
+        return Response(
+            orjson.dumps(body),
+            status_code=503,
+            media_type=PROBLEM_CONTENT_TYPE,
+            headers={"Retry-After": "1"},
+        )
+
+    @router.get("/metrics")
+    async def prometheus_metrics() -> Response:
+        """Prometheus text exposition of this process's metrics."""
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
