@@ -130,6 +130,7 @@ def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     return out
 
 
+_FASTAPI_BODY_PARSE_ERROR = "There was an error parsing the body"
 _STATUS_TITLES = {
     400: "Bad Request",
     401: "Unauthorized",
@@ -175,6 +176,16 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
+            # FastAPI turns a body that is not UTF-8 into a bare 400; API.md wants 422.
+            return problem_response(
+                status=422,
+                title="Unprocessable Content",
+                detail="The request body is not valid UTF-8 JSON.",
+                slug="validation-error",
+                request_id=request_id_of(request),
+                errors=[{"loc": ["body"], "msg": "invalid UTF-8 JSON", "type": "json_invalid"}],
+            )
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else ""
         return problem_response(

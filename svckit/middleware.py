@@ -33,10 +33,6 @@ def sane_request_id(raw: bytes | None) -> str:
     return uuid.uuid4().hex
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def send_problem(
     send: Send,
     status: int,
@@ -126,40 +122,46 @@ class RequestContextMiddleware:
                 return
 
         seen = 0
+        too_large = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise _TooLarge
+                    # Raising here would become the framework's 400; instead end the body
+                    # early and replace whatever the app answers with a 413.
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        response_started = False
+        replaced = False
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal response_started
+            nonlocal replaced
+            if replaced:
+                return
             if message["type"] == "http.response.start":
-                response_started = True
+                if too_large:
+                    replaced = True
+                    status_box[0] = 413
+                    await send_problem(
+                        send,
+                        413,
+                        "Content Too Large",
+                        f"The request body exceeds {limit} bytes.",
+                        "payload-too-large",
+                        rid,
+                        [(b"connection", b"close")],
+                    )
+                    return
                 status_box[0] = message["status"]
                 message["headers"] = [*message.get("headers", ()), rid_header]
             await send(message)
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except _TooLarge:
-            if not response_started:
-                await send_problem(
-                    send,
-                    413,
-                    "Content Too Large",
-                    f"The request body exceeds {limit} bytes.",
-                    "payload-too-large",
-                    rid,
-                    [(b"connection", b"close")],
-                )
-            status_box[0] = 413
         finally:
             self._observe(scope, status_box[0], started, rid)
 
