@@ -1,0 +1,1 @@
+"""api_server: the query side (catalog, rankings, statistics) and the admin catalog API."""

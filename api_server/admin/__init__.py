@@ -1,0 +1,1 @@
+"""Admin API: creating venues (with their seat maps), performances and sessions."""

@@ -1,0 +1,1 @@
+"""Venues, performances and sessions as the public catalog shows them."""

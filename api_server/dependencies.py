@@ -1,0 +1,78 @@
+"""Request-scoped dependencies: database sessions, settings, the admin check, id params."""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Path, Query, Request
+from fastapi.security import APIKeyHeader
+from sqlalchemy.orm import Session, sessionmaker
+
+from api_server.config import Settings
+from api_server.errors import Forbidden, Unauthorized
+
+# Ids are BIGINT; capping at 2**53 keeps them exact in JavaScript and turns absurd numbers
+# into a 422 instead of a database overflow (a 500).
+MAX_ID = 2**53
+MAX_OFFSET = 2**53
+
+IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
+Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1..100.")]
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings (from the lifespan state)."""
+    settings: Settings = request.state.settings
+    return settings
+
+
+def _session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    # Services only flush; the request's outcome decides commit or rollback.
+    with factory() as db:
+        try:
+            yield db
+            db.commit()
+        except BaseException:
+            db.rollback()
+            raise
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One session on the primary per request: commit on success, rollback on error."""
+    yield from _session(request.state.session_factory)
+
+
+def get_read_db(request: Request) -> Iterator[Session]:
+    """One session on the read database (a replica when configured) per request."""
+    yield from _session(request.state.read_session_factory)
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+# scope="function": commit before the response is sent, so a failed commit is an error
+# response rather than a 201 for a write that never happened.
+SessionDep = Annotated[Session, Depends(get_db, scope="function")]
+ReadSessionDep = Annotated[Session, Depends(get_read_db, scope="function")]
+
+_admin_header = APIKeyHeader(
+    name="X-Admin-Token",
+    auto_error=False,
+    description="The configured admin secret (BOXOFFICE_ADMIN_TOKEN).",
+)
+
+
+def require_admin(
+    settings: SettingsDep, token: Annotated[str | None, Depends(_admin_header)]
+) -> None:
+    """Missing ``X-Admin-Token`` → 401, wrong → 403 (constant-time comparison)."""
+    if not token:
+        raise Unauthorized("The X-Admin-Token header is required.")
+    expected = settings.admin_token.encode()
+    # Compare bytes: compare_digest refuses non-ASCII str, and headers may carry any byte.
+    if not expected or not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected):
+        raise Forbidden("The admin token is not valid.")
+
+
+AdminDep = Depends(require_admin)

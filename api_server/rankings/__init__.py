@@ -1,0 +1,1 @@
+"""Who booked fastest in a session, read from the ``rankings`` table."""

@@ -1,0 +1,7 @@
+"""Ranking payloads (shared public schemas)."""
+
+from __future__ import annotations
+
+from shared.schemas.rankings import RankingEntry, RankingRead
+
+__all__ = ["RankingEntry", "RankingRead"]

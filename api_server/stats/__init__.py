@@ -1,0 +1,1 @@
+"""Sales statistics of a session, read from the reservation tables."""
