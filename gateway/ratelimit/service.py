@@ -1,0 +1,214 @@
+"""The distributed rate limiter: one atomic ``EVALSHA`` of ``gcra.lua`` per request, and a
+per-policy decision (open / closed / local) when Redis cannot answer in time.
+
+Redis health is a small state machine so a dead or hung Redis costs one bounded wait per
+cool-down rather than one per request: after a failure every request uses its policy's
+failure mode for ``redis_cooldown_s``; then a single request probes Redis (the others keep
+using the failure mode until it returns) and the first success restores normal operation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from gateway.ratelimit import metrics as m
+from gateway.ratelimit import scripts
+from gateway.ratelimit.instances import InstanceTracker
+from gateway.ratelimit.local import LocalLimiter, Verdict
+from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
+from shared import keys
+
+log = logging.getLogger("boxoffice.gateway.ratelimit")
+
+H_LIMIT = b"ratelimit-limit"
+H_REMAINING = b"ratelimit-remaining"
+H_RESET = b"ratelimit-reset"
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDecision:
+    """A verdict for one request (satisfies ``gateway.ratelimit_api.RateLimitDecision``)."""
+
+    allowed: bool
+    # RateLimit-* header pairs for the response (empty when nothing was counted).
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    # Whole seconds until a retry may succeed (when not allowed; at least 1).
+    retry_after: int = 0
+    # When not allowed: 429 over the limit, 503 when Redis is unavailable and the policy
+    # fails closed.
+    status: int = 429
+
+
+def _seconds_up(us: int) -> int:
+    return max(0, math.ceil(us / 1_000_000))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    name: str
+    policy: Policy
+    limit_header: tuple[bytes, bytes]
+
+
+def _error_kind(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError | RedisTimeoutError):
+        return "timeout"
+    if isinstance(exc, RedisConnectionError | OSError):
+        return "connection"
+    return "error"
+
+
+class RedisRateLimiter:
+    """``hit(group, subject)`` for the gateway's front layer (``RateLimiter`` protocol)."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        settings: RateLimitSettings,
+        metrics: m.RateLimitMetrics | None = None,
+        instances: InstanceTracker | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or m.RateLimitMetrics()
+        self.instances = instances
+        self.local = LocalLimiter(clock=clock)
+        self._redis = redis
+        self._script = scripts.gcra(redis)
+        self._clock = clock
+        self._timeout_s = settings.redis_timeout_s
+        self._rules: dict[str, _Rule] = {}
+        self._degraded = False
+        self._retry_redis_at = 0.0
+        self._probing = False
+        self._closed_retry_after = max(1, math.ceil(settings.redis_cooldown_s))
+
+    @property
+    def degraded(self) -> bool:
+        """Whether Redis is currently considered unavailable."""
+        return self._degraded
+
+    def _rule(self, group: str) -> _Rule:
+        rule = self._rules.get(group)
+        if rule is None:
+            name, policy = self.settings.policy_for(group)
+            rule = _Rule(name, policy, (H_LIMIT, str(policy.burst).encode()))
+            self._rules[group] = rule
+        return rule
+
+    async def load(self) -> None:
+        """Load the script into Redis now (it is reloaded by itself after a flush)."""
+        await self._redis.script_load(scripts.source("gcra"))
+
+    async def hit(self, group: str, subject: str) -> LimitDecision:
+        """Count one request of ``subject`` (``user:<id>`` / ``ip:<addr>``) in ``group``."""
+        rule = self._rule(group)
+        probe = False
+        if self._degraded:
+            if self._probing or self._clock() < self._retry_redis_at:
+                return self._fallback(rule, subject)
+            probe = self._probing = True
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                allowed, remaining, retry_us, reset_us = await self._script(
+                    keys=[keys.rate_limit(rule.name, subject)],
+                    args=[rule.policy.interval_us, rule.policy.burst],
+                )
+        except Exception as e:  # any failure of the Redis call is a failure-mode decision
+            self._redis_failed(e)
+            return self._fallback(rule, subject)
+        finally:
+            if probe:
+                self._probing = False
+        if self._degraded:
+            self._redis_recovered()
+        return self._decide(rule, Verdict(bool(allowed), remaining, retry_us, reset_us), False)
+
+    def _decide(self, rule: _Rule, v: Verdict, local: bool) -> LimitDecision:
+        headers = [
+            rule.limit_header,
+            (H_REMAINING, str(v.remaining).encode()),
+            (H_RESET, str(_seconds_up(v.reset_us)).encode()),
+        ]
+        if v.allowed:
+            self.metrics.decision(rule.name, m.LOCAL_ALLOWED if local else m.ALLOWED)
+            return LimitDecision(True, headers)
+        self.metrics.decision(rule.name, m.LOCAL_LIMITED if local else m.LIMITED)
+        return LimitDecision(False, headers, max(1, _seconds_up(v.retry_after_us)))
+
+    def _fallback(self, rule: _Rule, subject: str) -> LimitDecision:
+        mode = rule.policy.failure_mode
+        if mode is FailureMode.OPEN:
+            self.metrics.decision(rule.name, m.FAIL_OPEN)
+            return LimitDecision(True)
+        if mode is FailureMode.CLOSED:
+            self.metrics.decision(rule.name, m.FAIL_CLOSED)
+            return LimitDecision(False, retry_after=self._closed_retry_after, status=503)
+        live = self.instances.live if self.instances is not None else 1
+        share = rule.policy.scaled(live)
+        verdict = self.local.hit(rule.name, subject, share)
+        # The headers describe the share this instance enforces while degraded.
+        return self._decide(
+            _Rule(rule.name, share, (H_LIMIT, str(share.burst).encode())), verdict, True
+        )
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self.metrics.redis_errors.labels(_error_kind(exc)).inc()
+        self._retry_redis_at = self._clock() + self.settings.redis_cooldown_s
+        if not self._degraded:
+            self._degraded = True
+            self.metrics.degraded.set(1)
+            modes = {n: p.failure_mode.value for n, p in self.settings.policies.items()}
+            log.warning(
+                "rate limiter: Redis unavailable (%s: %s); using failure modes %s",
+                type(exc).__name__,
+                exc,
+                modes,
+            )
+
+    def _redis_recovered(self) -> None:
+        self._degraded = False
+        self.metrics.degraded.set(0)
+        log.warning("rate limiter: Redis is back; limits are enforced in Redis again")
+
+
+@asynccontextmanager
+async def running_rate_limiter(
+    *,
+    redis: Redis,
+    settings: RateLimitSettings,
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[RedisRateLimiter]:
+    """A limiter with its instance heartbeat running, for the app's lifespan.
+
+    Startup never fails because of Redis: the script is loaded on first use if it cannot be
+    loaded now, and the live-instance count stays 1 until a heartbeat gets through."""
+    metrics = m.RateLimitMetrics(registry)
+    tracker = InstanceTracker(
+        redis=redis,
+        interval_s=settings.heartbeat_interval_s,
+        window_s=settings.instance_window_s,
+        metrics=metrics,
+    )
+    limiter = RedisRateLimiter(redis=redis, settings=settings, metrics=metrics, instances=tracker)
+    with suppress(Exception):
+        async with asyncio.timeout(1.0):
+            await limiter.load()
+            await tracker.beat()
+    tracker.start()
+    try:
+        yield limiter
+    finally:
+        await tracker.stop()
