@@ -1,0 +1,1 @@
+"""The gateway: the single public URL of Boxoffice (see ``gateway.app``)."""

@@ -1,0 +1,146 @@
+"""The gateway application factory: ``uvicorn gateway.app:create_app --factory``.
+
+Layout of a request: ``GatewayFront`` (pure ASGI, ``gateway/front.py``) sees every request
+first and proxies ``/api/*`` routes of the route table straight to their upstream; what the
+gateway answers itself (``/api/auth``, ``/api/queue``, ops, OpenAPI) goes on to this FastAPI
+app. Extension points for the rate limiter and the queue are marked ``EXTENSION POINT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import redis.asyncio as aioredis
+from fastapi import FastAPI, Request
+
+from gateway.config import Settings
+from gateway.front import GatewayFront
+from gateway.identity.router import router as identity_router
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import Upstream, fast_transport, make_upstream, stock_transport
+from gateway.ratelimit_api import ClientAddressResolver, RateLimiter, socket_peer
+from svckit.errors import add_exception_handlers
+from svckit.logs import configure_logging
+from svckit.ops import ReadinessCheck, ops_router
+
+
+def _readiness_checks(settings: Settings) -> dict[str, ReadinessCheck]:
+    async def redis_ready(request: Request) -> None:
+        await request.app.state.redis.ping()
+
+    checks: dict[str, ReadinessCheck] = {"redis": redis_ready}
+
+    def upstream_check(name: str) -> ReadinessCheck:
+        async def check(request: Request) -> None:
+            upstream: Upstream = request.app.state.upstreams[name]
+            # Bounded on its own: a hanging upstream must not hold /readyz.
+            response = await asyncio.wait_for(
+                upstream.client.get("/healthz"), settings.readiness_timeout_s
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"/healthz answered {response.status_code}")
+
+        return check
+
+    for name in settings.upstream_urls():
+        checks[name] = upstream_check(name)
+    return checks
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the gateway. ``transport`` replaces the upstream transport (tests inject a
+    respx router with ``httpx.MockTransport(router.async_handler)``); otherwise
+    ``settings.upstream_transport`` picks the fast (default) or the stock httpx one."""
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    metrics = GatewayMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        redis = aioredis.Redis.from_url(
+            settings.require_redis_url(),
+            socket_timeout=settings.redis_socket_timeout_s,
+            socket_connect_timeout=settings.redis_socket_timeout_s,
+        )
+        if transport is not None:
+            shared_transport = transport
+            owns_transport = False
+        elif settings.upstream_transport == "httpx":
+            shared_transport = stock_transport(settings)
+            owns_transport = True
+        else:
+            shared_transport = fast_transport(settings)
+            owns_transport = True
+        upstreams = {
+            name: make_upstream(name, url, settings, metrics, shared_transport)
+            for name, url in settings.upstream_urls().items()
+        }
+        app.state.redis = redis
+        app.state.upstreams = upstreams
+
+        rate_limiter: RateLimiter | None = None
+        client_address: ClientAddressResolver = socket_peer
+        # --- EXTENSION POINT: rate limiting (gateway/ratelimit/) ---------------------------
+        # Build the limiter here and assign it, e.g.
+        #   rate_limiter = build_rate_limiter(settings=settings, redis=redis)
+        #   client_address = trusted_client_address(settings.trusted_proxies)
+        # ------------------------------------------------------------------------------------
+        app.state.rate_limiter = rate_limiter
+        app.state.client_address = client_address
+
+        background: list[asyncio.Task[None]] = []
+        # --- EXTENSION POINT: background tasks (queue admission loop) -----------------------
+        # Start them here and append the task, e.g.
+        #   background.append(asyncio.create_task(admission_loop(redis=redis, ...)))
+        # They are cancelled (and awaited) at shutdown, before the clients close.
+        # ------------------------------------------------------------------------------------
+        app.state.background = background
+        try:
+            yield {
+                "redis": redis,
+                "settings": settings,
+                "upstreams": upstreams,
+                "metrics": metrics,
+            }
+        finally:
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if owns_transport:
+                # The clients share this transport; closing it closes every pooled connection.
+                # An injected transport belongs to the caller (a test may reuse it).
+                for upstream in upstreams.values():
+                    await upstream.client.aclose()
+            await redis.aclose()
+
+    app = FastAPI(
+        title="Boxoffice gateway",
+        version="0.1.0",
+        description="The single public URL: routing, identity, rate limiting, queue admission.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    # Defaults for code paths that run without the lifespan (never on a served app).
+    app.state.rate_limiter = None
+    app.state.client_address = socket_peer
+    add_exception_handlers(app)
+    app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
+    app.include_router(identity_router, prefix="/api/auth", tags=["identity"])
+    # --- EXTENSION POINT: queue routes (gateway/queue/router.py) ----------------------------
+    #   from gateway.queue.router import router as queue_router
+    #   app.include_router(queue_router, prefix="/api/queue", tags=["queue"])
+    # ----------------------------------------------------------------------------------------
+    app.add_middleware(GatewayFront, settings=settings, state=app.state, metrics=metrics)
+    return app

@@ -1,0 +1,139 @@
+"""Gateway settings: the route table, upstream timeouts, retries, circuit breaker, limits.
+
+Everything here can be set from the environment (``BOXOFFICE_`` prefix); list/dict fields take
+JSON, e.g. ``BOXOFFICE_ROUTES='[{"path": "/api/", "upstream": "api", "group": "browse"}]'``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import NoDecode
+
+from shared.config import CommonSettings
+
+# The pseudo-upstream of routes the gateway answers itself (auth, queue).
+GATEWAY = "gateway"
+
+
+class Route(BaseModel):
+    """One entry of the route table. The first entry that matches a request wins.
+
+    ``path`` is either a prefix ending in ``/`` (``/api/ticketing/`` matches everything below
+    it) or an exact template whose ``{name}`` segments match one path segment
+    (``{session_id}`` matches digits only). ``rewrite`` replaces a prefix's text in the
+    upstream path (``None`` keeps the path 1:1); templates are always forwarded 1:1.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    upstream: str
+    group: str
+    methods: frozenset[str] | None = None
+    rewrite: str | None = None
+    auth: bool = False
+    # Needs ``X-Admission-Token``: "session" checks it against ``{session_id}`` of the path;
+    # "user" checks signature, expiry and user only (the backend checks the session binding).
+    admission: Literal["session", "user"] | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("route paths start with '/'")
+        return value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        if isinstance(value, list | tuple | set | frozenset):
+            return frozenset(str(m).upper() for m in value)
+        return value
+
+
+def default_routes() -> list[Route]:
+    """The public route table of API.md: ticketing → ticket_server, rest of /api → api_server."""
+    r = Route
+    return [
+        r(path="/api/auth/", upstream=GATEWAY, group="auth"),
+        r(path="/api/queue/", upstream=GATEWAY, group="queue", auth=True),
+        r(
+            path="/api/ticketing/sessions/{session_id}/seats",
+            methods=frozenset({"GET"}),
+            upstream="ticket",
+            group="ticketing-read",
+            auth=True,
+            admission="session",
+        ),
+        r(
+            path="/api/ticketing/sessions/{session_id}/holds",
+            methods=frozenset({"POST"}),
+            upstream="ticket",
+            group="ticketing-write",
+            auth=True,
+            admission="session",
+        ),
+        r(
+            path="/api/ticketing/reservations",
+            methods=frozenset({"POST"}),
+            upstream="ticket",
+            group="ticketing-write",
+            auth=True,
+            admission="user",
+        ),
+        r(
+            path="/api/ticketing/",
+            methods=frozenset({"GET", "HEAD"}),
+            upstream="ticket",
+            group="ticketing-read",
+            auth=True,
+        ),
+        r(path="/api/ticketing/", upstream="ticket", group="ticketing-write", auth=True),
+        r(path="/api/admin/", upstream="api", group="admin"),
+        r(path="/api/", upstream="api", group="browse"),
+    ]
+
+
+class Settings(CommonSettings):
+    """The gateway's settings (on top of what every service reads)."""
+
+    routes: list[Route] = Field(default_factory=default_routes)
+
+    # Upstream HTTP client.
+    upstream_connect_timeout_s: float = Field(default=1.0, gt=0)
+    upstream_read_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_write_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_pool_timeout_s: float = Field(default=2.0, gt=0)
+    upstream_max_connections: int = Field(default=256, ge=1)
+    upstream_max_keepalive: int = Field(default=128, ge=0)
+    # "fast": the gateway's own aiohttp-based transport (chosen by measurement, see
+    # BENCHMARKS.md); "httpx": stock httpcore, which a plain ``respx.mock`` intercepts.
+    upstream_transport: Literal["fast", "httpx"] = "fast"
+    # Extra attempts for idempotent requests whose connection failed (never after a byte
+    # was sent upstream for a non-idempotent one).
+    upstream_retries: int = Field(default=2, ge=0, le=5)
+    upstream_retry_backoff_s: float = Field(default=0.05, ge=0)
+
+    # Circuit breaker, per upstream.
+    circuit_failure_threshold: int = Field(default=5, ge=1)
+    circuit_cooldown_s: float = Field(default=5.0, gt=0)
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1)
+    readiness_timeout_s: float = Field(default=1.0, gt=0)
+
+    # Networks whose X-Forwarded-For is believed (used by gateway/ratelimit/); empty = none.
+    # Comma-separated in the environment, like cors_origins.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [p.strip() for p in value.split(",") if p.strip()]
+        return value
+
+    def upstream_urls(self) -> dict[str, str]:
+        """Upstream name → base URL."""
+        return {"api": self.api_server_url, "ticket": self.ticket_server_url}

@@ -1,0 +1,554 @@
+"""The gateway's front layer: one pure-ASGI middleware in front of the FastAPI app.
+
+Every request passes here first: request id, CORS, path safety, route-table lookup, body
+limit, identity, rate limiting, admission, then either the streaming proxy (proxied routes
+never touch FastAPI routing) or the inner FastAPI app (``/api/auth``, ``/api/queue``, ops,
+OpenAPI). One access-log line and the metrics are written here for all of them.
+
+Why pure ASGI and not FastAPI routes/middleware: the proxy is the hottest code of the system
+at on-sale time, and Starlette routing, ``BaseHTTPMiddleware`` and per-request object churn
+cost more CPU than the proxying itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import httpx
+import jwt
+import orjson
+from starlette.datastructures import State
+
+from gateway.config import Settings
+from gateway.metrics import GatewayMetrics
+from gateway.proxy import (
+    _BUFFER_BODY_BELOW,
+    _REQUEST_DROP,
+    _RESPONSE_DROP,
+    BodyTooLarge,
+    ClientGone,
+    Upstream,
+    UpstreamFailure,
+    connection_named,
+    is_identity_header,
+    read_body,
+    send_upstream,
+    stream_body,
+)
+from gateway.ratelimit_api import ClientAddressResolver, RateLimiter
+from gateway.routes import Match, PathRejected, RouteTable, check_path
+from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
+from shared.tokens import AccessClaims, InvalidToken, verify_access_token, verify_admission_token
+from svckit.middleware import sane_request_id
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+access_log = logging.getLogger("boxoffice.access")
+log = logging.getLogger("boxoffice.gateway")
+
+_CT_PROBLEM = (b"content-type", PROBLEM_CONTENT_TYPE.encode())
+_BEARER_CHALLENGE = b'Bearer realm="boxoffice"'
+_CORS_ALLOW_METHODS = b"GET, POST, PUT, PATCH, DELETE, OPTIONS"
+_CORS_ALLOW_HEADERS = (
+    b"authorization, content-type, idempotency-key, x-admission-token, x-request-id"
+)
+_CORS_EXPOSE = (
+    b"x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, location"
+)
+_TOKEN_CACHE_MAX = 20_000
+
+
+class Problem(Exception):
+    """A problem response decided by the front layer."""
+
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        slug: str,
+        headers: list[tuple[bytes, bytes]] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.slug = slug
+        self.headers = headers or []
+        self.extra = extra
+
+
+def _unauthorized(detail: str, token_given: bool) -> Problem:
+    challenge = _BEARER_CHALLENGE + (b', error="invalid_token"' if token_given else b"")
+    return Problem(401, "Unauthorized", detail, "unauthorized", [(b"www-authenticate", challenge)])
+
+
+class GatewayFront:
+    """The pure-ASGI front layer (installed outermost by ``create_app``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        settings: Settings,
+        state: State,
+        metrics: GatewayMetrics,
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = state  # app.state: upstreams, rate_limiter, client_address (lifespan)
+        self.metrics = metrics
+        self.table = RouteTable(settings.routes)
+        self.secret = settings.secret_key
+        self.limit = settings.max_body_bytes
+        self.retries = settings.upstream_retries
+        self.backoff_s = settings.upstream_retry_backoff_s
+        origins = settings.cors_origins
+        self.cors_any = "*" in origins
+        self.cors_origins = frozenset(o.encode() for o in origins if o != "*")
+        self._tokens: dict[str, AccessClaims] = {}
+
+    # --- identity -------------------------------------------------------------------------
+
+    def _verify(self, token: str) -> AccessClaims:
+        """Verify an access token; valid tokens are cached (users poll with the same one)."""
+        claims = self._tokens.get(token)
+        if claims is not None:
+            if claims.expires_at > time.time():
+                return claims
+            del self._tokens[token]
+        claims = verify_access_token(token, secret=self.secret)
+        if len(self._tokens) >= _TOKEN_CACHE_MAX:
+            self._tokens.clear()  # cheap bound; a miss only costs one verification
+        self._tokens[token] = claims
+        return claims
+
+    def _admission(self, match: Match, token: bytes | None, user: AccessClaims) -> None:
+        if not token:
+            raise Problem(403, "Forbidden", "X-Admission-Token is required", "admission-required")
+        try:
+            raw = token.decode("ascii")
+            session_id = match.session_id
+            if session_id is None:
+                # POST /api/ticketing/reservations: the session comes from the hold, which
+                # ticket_server checks; here signature, expiry and user are what count.
+                unverified = jwt.decode(raw, options={"verify_signature": False})
+                sid = unverified.get("sid")
+                if not isinstance(sid, int):
+                    raise InvalidToken("no session in admission token")
+                session_id = sid
+            verify_admission_token(
+                raw, secret=self.secret, user_id=user.user_id, session_id=session_id
+            )
+        except (InvalidToken, UnicodeDecodeError, jwt.PyJWTError) as e:
+            raise Problem(
+                403, "Forbidden", f"invalid admission token: {e}", "admission-invalid"
+            ) from e
+
+    # --- CORS -----------------------------------------------------------------------------
+
+    def _cors_allowed(self, origin: bytes | None) -> bool:
+        return origin is not None and (self.cors_any or origin in self.cors_origins)
+
+    def _cors_headers(self, origin: bytes) -> list[tuple[bytes, bytes]]:
+        return [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-expose-headers", _CORS_EXPOSE),
+            (b"vary", b"Origin"),
+        ]
+
+    async def _preflight(self, send: Send, origin: bytes, rid: str, req_headers: bytes) -> int:
+        if not self._cors_allowed(origin):
+            await self._send_problem(
+                send,
+                Problem(403, "Forbidden", "origin not allowed", "cors-origin"),
+                rid,
+                [],
+            )
+            return 403
+        headers = [
+            (b"access-control-allow-origin", origin),
+            (b"access-control-allow-methods", _CORS_ALLOW_METHODS),
+            (b"access-control-allow-headers", req_headers or _CORS_ALLOW_HEADERS),
+            (b"access-control-max-age", b"600"),
+            (b"vary", b"Origin"),
+            (b"content-length", b"0"),
+            (b"x-request-id", rid.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return 204
+
+    # --- responses ------------------------------------------------------------------------
+
+    @staticmethod
+    async def _send_problem(
+        send: Send, problem: Problem, rid: str, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        body = orjson.dumps(
+            problem_body(
+                status=problem.status,
+                title=problem.title,
+                detail=problem.detail,
+                type_=problem_type(problem.slug),
+                request_id=rid,
+                **problem.extra,
+            )
+        )
+        headers = [
+            _CT_PROBLEM,
+            (b"content-length", str(len(body)).encode()),
+            (b"x-request-id", rid.encode()),
+            *problem.headers,
+            *extra_headers,
+        ]
+        await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    # --- the pipeline ---------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        method: str = scope["method"]
+        raw_rid = content_length = authorization = origin = admission = None
+        acr_method = acr_headers = None
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                raw_rid = value
+            elif name == b"content-length":
+                content_length = value
+            elif name == b"authorization":
+                authorization = value
+            elif name == b"origin":
+                origin = value
+            elif name == b"x-admission-token":
+                admission = value
+            elif name == b"transfer-encoding":
+                chunked = True
+            elif name == b"access-control-request-method":
+                acr_method = value
+            elif name == b"access-control-request-headers":
+                acr_headers = value
+        rid = sane_request_id(raw_rid)
+        state = scope.get("state")
+        if state is None:
+            state = scope["state"] = {}
+        state["request_id"] = rid
+        path: str = scope["path"]
+        group = "ops"
+        status = 500
+        upstream_name = ""
+        extra: list[tuple[bytes, bytes]] = []
+        if origin is not None and self._cors_allowed(origin):
+            extra.extend(self._cors_headers(origin))
+        try:
+            if method == "OPTIONS" and origin is not None and acr_method is not None:
+                group = "preflight"
+                status = await self._preflight(send, origin, rid, acr_headers or b"")
+                return
+            if not path.startswith("/api/"):
+                status = await self._local(scope, receive, send, rid, extra, content_length)
+                return
+
+            raw_path: bytes = scope.get("raw_path") or path.encode()
+            if b"?" in raw_path:  # some test transports leave the query in raw_path
+                raw_path = raw_path.split(b"?", 1)[0]
+            group = "unmatched"
+            try:
+                check_path(raw_path)
+            except PathRejected as e:
+                raise Problem(400, "Bad Request", str(e), "bad-path") from e
+            match = self.table.match(method, raw_path)
+            if match is None:
+                raise Problem(404, "Not Found", "no such route", "not-found")
+            route = match.route
+            group = route.group
+
+            if content_length is not None:
+                try:
+                    length = int(content_length)
+                except ValueError as e:
+                    raise Problem(400, "Bad Request", "bad Content-Length", "bad-request") from e
+                if length > self.limit:
+                    raise Problem(
+                        413,
+                        "Content Too Large",
+                        f"The request body exceeds {self.limit} bytes.",
+                        "payload-too-large",
+                        [(b"connection", b"close")],
+                    )
+            else:
+                length = -1 if chunked else 0
+
+            user: AccessClaims | None = None
+            if authorization is not None:
+                scheme, _, token = authorization.partition(b" ")
+                try:
+                    if scheme.lower() != b"bearer" or not token:
+                        raise InvalidToken("not a Bearer token")
+                    user = self._verify(token.strip().decode("ascii"))
+                except (InvalidToken, UnicodeDecodeError) as e:
+                    if route.auth:
+                        raise _unauthorized(f"invalid access token: {e}", True) from e
+            elif route.auth:
+                raise _unauthorized("an access token is required", False)
+            state["user"] = user
+
+            limiter: RateLimiter | None = self.state.rate_limiter
+            if limiter is not None:
+                if user is not None:
+                    subject = "user:" + user.user_id
+                else:
+                    resolver: ClientAddressResolver = self.state.client_address
+                    subject = "ip:" + resolver(scope)
+                try:
+                    decision = await limiter.hit(group, subject)
+                except Exception as e:  # the limiter should decide itself; never a 500
+                    log.exception("rate limiter failed", extra={"request_id": rid})
+                    raise Problem(
+                        503,
+                        "Service Unavailable",
+                        "rate limiting is unavailable",
+                        "unavailable",
+                        [(b"retry-after", b"1")],
+                    ) from e
+                extra.extend(decision.headers)
+                if not decision.allowed:
+                    raise Problem(
+                        429,
+                        "Too Many Requests",
+                        "rate limit exceeded",
+                        "rate-limited",
+                        [(b"retry-after", str(max(1, decision.retry_after)).encode())],
+                    )
+
+            if route.admission is not None:
+                assert user is not None  # admission routes require auth
+                self._admission(match, admission, user)
+
+            if match.is_local:
+                status = await self._local(scope, receive, send, rid, extra, content_length)
+                return
+            upstream_name = route.upstream
+            status = await self._proxy(scope, receive, send, rid, extra, match, method, length)
+        except Problem as p:
+            status = p.status
+            await self._send_problem(send, p, rid, extra)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.metrics.observe_request(group, method, status, elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                access_log.info(
+                    "%s %s %d %.1fms",
+                    method,
+                    path,
+                    status,
+                    elapsed * 1000,
+                    extra={
+                        "request_id": rid,
+                        "service": "gateway",
+                        "route": group,
+                        "upstream": upstream_name,
+                    },
+                )
+
+    async def _local(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        extra: list[tuple[bytes, bytes]],
+        content_length: bytes | None,
+    ) -> int:
+        """Hand the request to the inner FastAPI app, adding our headers to its response."""
+        status_box = [500]
+        added = [(b"x-request-id", rid.encode()), *extra]
+        limit = self.limit
+        if content_length is not None:
+            try:
+                too_big = int(content_length) > limit
+            except ValueError:
+                too_big = True
+            if too_big:
+                raise Problem(
+                    413,
+                    "Content Too Large",
+                    f"The request body exceeds {limit} bytes.",
+                    "payload-too-large",
+                    [(b"connection", b"close")],
+                )
+        seen = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge
+            return message
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                status_box[0] = message["status"]
+                message["headers"] = [*message.get("headers", ()), *added]
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_wrapper)
+        except BodyTooLarge as e:
+            if started:
+                raise
+            raise Problem(
+                413,
+                "Content Too Large",
+                f"The request body exceeds {limit} bytes.",
+                "payload-too-large",
+                [(b"connection", b"close")],
+            ) from e
+        return status_box[0]
+
+    async def _proxy(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        rid: str,
+        extra: list[tuple[bytes, bytes]],
+        match: Match,
+        method: str,
+        length: int,
+    ) -> int:
+        """Forward to the route's upstream and stream the answer back."""
+        upstreams: dict[str, Upstream] = self.state.upstreams
+        upstream = upstreams[match.route.upstream]
+
+        in_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        named = (
+            connection_named(in_headers)
+            if any(n == b"connection" for n, _ in in_headers)
+            else frozenset()
+        )
+        headers: list[tuple[bytes, bytes]] = []
+        host = b""
+        xff = b""
+        for name, value in in_headers:
+            if name in _REQUEST_DROP or name in named or is_identity_header(name):
+                if name == b"host":
+                    host = value
+                elif name == b"x-forwarded-for":
+                    xff = value
+                continue
+            headers.append((name, value))
+        client = scope.get("client")
+        peer = client[0].encode() if client else b"unknown"
+        headers.append((b"x-forwarded-for", xff + b", " + peer if xff else peer))
+        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
+        if host:
+            headers.append((b"x-forwarded-host", host))
+        headers.append((b"x-request-id", rid.encode()))
+
+        body: bytes | AsyncIterator[bytes] | None
+        if length == 0:
+            body = None
+        elif 0 < length <= _BUFFER_BODY_BELOW:
+            body = await self._read(receive)
+        else:
+            body = stream_body(receive, self.limit)
+
+        url = upstream.url(match.upstream_path, scope.get("query_string", b""))
+        try:
+            response = await send_upstream(
+                upstream,
+                method,
+                url,
+                headers,
+                body,
+                retries=self.retries,
+                backoff_s=self.backoff_s,
+                metrics=self.metrics,
+            )
+        except UpstreamFailure as f:
+            hdrs = [(b"retry-after", str(f.retry_after).encode())] if f.retry_after else []
+            raise Problem(
+                f.status,
+                {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[f.status],
+                f.detail,
+                f"upstream-{f.kind.replace('_', '-')}",
+                hdrs,
+                upstream=upstream.name,
+            ) from f
+        except BodyTooLarge as e:
+            raise Problem(
+                413,
+                "Content Too Large",
+                f"The request body exceeds {self.limit} bytes.",
+                "payload-too-large",
+                [(b"connection", b"close")],
+            ) from e
+
+        status = response.status_code
+        try:
+            raw = response.headers.raw
+            rnamed = connection_named(raw) if b"connection" in (n.lower() for n, _ in raw) else ()
+            out = [
+                (n, v)
+                for n, v in raw
+                if (ln := n.lower()) not in _RESPONSE_DROP and ln not in rnamed
+            ]
+            out.append((b"x-request-id", rid.encode()))
+            out.extend(extra)
+            await send({"type": "http.response.start", "status": status, "headers": out})
+            # Hold back one chunk so the last one goes with more_body=False (one send fewer).
+            pending: bytes | None = None
+            async for chunk in response.stream:  # type: ignore[union-attr]
+                if not chunk:
+                    continue
+                if pending is not None:
+                    await send({"type": "http.response.body", "body": pending, "more_body": True})
+                pending = chunk
+            await send({"type": "http.response.body", "body": pending or b""})
+        except OSError:
+            # The client went away mid-response; nothing left to tell it.
+            log.info("client disconnected mid-response", extra={"request_id": rid})
+        except httpx.TransportError as e:
+            # The upstream failed after the status line went out: the only honest signal
+            # left is to end the connection without completing the body.
+            upstream.breaker.failure()
+            self.metrics.upstream_errors.labels(upstream.name, "reset").inc()
+            log.warning(
+                "upstream %s failed mid-response: %r", upstream.name, e, extra={"request_id": rid}
+            )
+        finally:
+            await response.aclose()
+        return status
+
+    async def _read(self, receive: Receive) -> bytes:
+        try:
+            return await read_body(receive, self.limit)
+        except ClientGone as e:
+            raise Problem(400, "Bad Request", "client disconnected", "bad-request") from e
+        except BodyTooLarge as e:
+            raise Problem(
+                413,
+                "Content Too Large",
+                f"The request body exceeds {self.limit} bytes.",
+                "payload-too-large",
+                [(b"connection", b"close")],
+            ) from e

@@ -1,0 +1,1 @@
+"""Guest identities: ``POST /api/auth/guest`` issues access tokens."""

@@ -1,0 +1,294 @@
+"""Upstream clients and the streaming reverse proxy.
+
+One pooled ``httpx.AsyncClient`` per upstream (its API is what tests and the queue use; respx
+mocks it). The hot path hands an ``httpx.Request`` straight to the client's transport: the
+client's auth/redirect/cookie machinery has nothing to do for a proxy and costs CPU per
+request. Transport errors are translated here into 502/504, and the per-upstream circuit
+breaker is fed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gateway.circuit import CircuitBreaker
+from gateway.config import Settings
+from gateway.metrics import GatewayMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+log = logging.getLogger("boxoffice.gateway.proxy")
+
+# RFC 9110 §7.6.1 connection-specific fields (plus the de-facto ones), never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+# Request headers the gateway sets itself (or must not pass on): the client's Host becomes
+# X-Forwarded-Host, the request id is the sanitized one, forwarding headers are rebuilt.
+_REQUEST_DROP = HOP_BY_HOP | {
+    b"host",
+    b"x-request-id",
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-real-ip",
+}
+# Identity claims nobody may make from outside (API.md: never believed by anyone).
+IDENTITY_HEADERS = frozenset(
+    {
+        b"x-user-id",
+        b"x-user",
+        b"x-user-name",
+        b"x-user-nickname",
+        b"x-nickname",
+        b"x-authenticated-user",
+        b"x-authenticated-userid",
+        b"x-auth-user",
+        b"x-auth-user-id",
+        b"x-remote-user",
+        b"remote-user",
+        b"x-forwarded-user",
+        b"x-consumer-id",
+        b"x-consumer-username",
+        b"x-admission-claims",
+    }
+)
+# uvicorn adds its own Date and Server; passing the upstream's on would duplicate them.
+_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+# Request bodies up to this size (known Content-Length) are read at once: one upstream write
+# instead of a generator round trip per chunk. Larger or chunked bodies are streamed.
+_BUFFER_BODY_BELOW = 64 * 1024
+
+
+class BodyTooLarge(Exception):
+    """The client's streamed body went over the limit."""
+
+
+class ClientGone(Exception):
+    """The client disconnected while its body was being read."""
+
+
+def connection_named(headers: list[tuple[bytes, bytes]]) -> frozenset[bytes]:
+    """Header names listed in ``Connection`` (they are hop-by-hop too)."""
+    names: set[bytes] = set()
+    for name, value in headers:
+        if name == b"connection":
+            names.update(v.strip().lower() for v in value.split(b",") if v.strip())
+    return frozenset(names)
+
+
+def is_identity_header(name: bytes) -> bool:
+    """A client-sent identity claim (dropped before proxying)."""
+    return name in IDENTITY_HEADERS or name.startswith(b"x-user-")
+
+
+@dataclass(slots=True)
+class Upstream:
+    """One backend: its client, transport (shared pool) and circuit breaker."""
+
+    name: str
+    base_url: httpx.URL
+    client: httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport
+    breaker: CircuitBreaker
+    timeout: dict[str, float]
+    scheme: bytes
+    host: str
+    port: int | None
+
+    def url(self, raw_path: bytes, query: bytes) -> httpx.URL:
+        """The upstream URL for an already-validated raw path and query string."""
+        target = raw_path + b"?" + query if query else raw_path
+        return httpx.URL(
+            scheme=self.base_url.scheme,
+            host=self.host,
+            port=self.port,
+            raw_path=target,
+        )
+
+
+def stock_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """httpx's own httpcore transport (what plain ``respx.mock`` intercepts)."""
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_keepalive,
+        ),
+        retries=0,
+    )
+
+
+def fast_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """The production transport (an aiohttp connection pool behind httpx's API)."""
+    from gateway.transport import FastTransport
+
+    return FastTransport(
+        max_connections=settings.upstream_max_connections,
+        connect_timeout_s=settings.upstream_connect_timeout_s,
+    )
+
+
+def make_upstream(
+    name: str,
+    base_url: str,
+    settings: Settings,
+    metrics: GatewayMetrics,
+    transport: httpx.AsyncBaseTransport,
+) -> Upstream:
+    """Build the client of one upstream on ``transport`` (injected by tests)."""
+    timeout = httpx.Timeout(
+        connect=settings.upstream_connect_timeout_s,
+        read=settings.upstream_read_timeout_s,
+        write=settings.upstream_write_timeout_s,
+        pool=settings.upstream_pool_timeout_s,
+    )
+    client = httpx.AsyncClient(base_url=base_url, transport=transport, timeout=timeout)
+    url = httpx.URL(base_url)
+
+    def on_change(state: str) -> None:
+        metrics.set_circuit(name, state)
+        log.warning("circuit of upstream %s is now %s", name, state, extra={"upstream": name})
+
+    breaker = CircuitBreaker(
+        threshold=settings.circuit_failure_threshold,
+        cooldown_s=settings.circuit_cooldown_s,
+        on_change=on_change,
+    )
+    metrics.set_circuit(name, "closed")
+    return Upstream(
+        name=name,
+        base_url=url,
+        client=client,
+        transport=transport,
+        breaker=breaker,
+        timeout=timeout.as_dict(),  # type: ignore[arg-type]
+        scheme=url.scheme.encode(),
+        host=url.host,
+        port=url.port,
+    )
+
+
+class UpstreamFailure(Exception):
+    """A translated transport failure: status 502/503/504 and a problem to send."""
+
+    def __init__(self, status: int, kind: str, detail: str, retry_after: int | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.kind = kind
+        self.detail = detail
+        self.retry_after = retry_after
+
+
+def _translate(upstream: Upstream, exc: Exception) -> UpstreamFailure:
+    name = upstream.name
+    if isinstance(exc, httpx.TimeoutException):
+        return UpstreamFailure(504, "timeout", f"upstream '{name}' did not answer in time")
+    if isinstance(exc, httpx.ConnectError):
+        return UpstreamFailure(502, "connect", f"upstream '{name}' refused the connection")
+    return UpstreamFailure(502, "reset", f"upstream '{name}' dropped the connection")
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body (bounded by ``limit``)."""
+    chunks: list[bytes] = []
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            seen += len(chunk)
+            if seen > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
+    """The request body as it arrives (bounded by ``limit``)."""
+    seen = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone
+        chunk = message.get("body", b"")
+        if chunk:
+            seen += len(chunk)
+            if seen > limit:
+                raise BodyTooLarge
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def send_upstream(
+    upstream: Upstream,
+    method: str,
+    url: httpx.URL,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | AsyncIterator[bytes] | None,
+    *,
+    retries: int,
+    backoff_s: float,
+    metrics: GatewayMetrics,
+) -> httpx.Response:
+    """Send one request, retrying connection failures of idempotent requests (bounded)."""
+    breaker = upstream.breaker
+    attempt = 0
+    retryable = method in IDEMPOTENT and not isinstance(body, AsyncIterator)
+    while True:
+        if not breaker.allow():
+            metrics.upstream_errors.labels(upstream.name, "circuit_open").inc()
+            raise UpstreamFailure(
+                503,
+                "circuit_open",
+                f"upstream '{upstream.name}' is unavailable (circuit open)",
+                retry_after=breaker.retry_after(),
+            )
+        request = httpx.Request(method, url, headers=headers, content=body)
+        request.extensions["timeout"] = upstream.timeout
+        try:
+            response = await upstream.transport.handle_async_request(request)
+        except (BodyTooLarge, ClientGone):
+            breaker.release()
+            raise
+        except (httpx.TransportError, OSError) as exc:
+            failure = _translate(upstream, exc)
+            breaker.failure()
+            metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
+            connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+            if retryable and connect_failed and attempt < retries:
+                attempt += 1
+                if backoff_s:
+                    await asyncio.sleep(backoff_s * attempt)
+                continue
+            raise failure from exc
+        except BaseException:
+            breaker.release()
+            raise
+        breaker.success()
+        return response
