@@ -83,3 +83,57 @@ def rate_limit(policy: str, subject: str) -> str:
 def gateway_instances() -> str:
     """Sorted set of live gateway instances (member id, score last heartbeat)."""
     return f"{PREFIX}:gateways"
+
+
+# --- ticket_server: holds, reservations, ranking (all under the session's hash tag) ---------
+
+
+def hold(session_id: int, hold_id: str) -> str:
+    """Hash of one hold (user, seat ids, expiry ms); kept a little past expiry for a 409."""
+    return session_key(session_id, f"hold:{hold_id}")
+
+
+def reservation(session_id: int, reservation_id: str) -> str:
+    """Hash of one reservation (the fields of the public ``Reservation`` plus nickname)."""
+    return session_key(session_id, f"res:{reservation_id}")
+
+
+def user_holds(session_id: int, user_id: str) -> str:
+    """Sorted set ``<hold_id>:<seat count> -> expiry ms`` of a user's holds in the session."""
+    return session_key(session_id, f"u:{digest(user_id)}:holds")
+
+
+def user_reservations(session_id: int, user_id: str) -> str:
+    """Sorted set ``reservation_id -> created ms`` of a user's reservations in the session."""
+    return session_key(session_id, f"u:{digest(user_id)}:res")
+
+
+def user_sold(session_id: int, user_id: str) -> str:
+    """Counter of the seats in a user's live (confirmed) reservations in the session."""
+    return session_key(session_id, f"u:{digest(user_id)}:sold")
+
+
+def rank_seq(session_id: int) -> str:
+    """Counter handing out ranks 1, 2, 3, ... in order of confirmation (never reused)."""
+    return session_key(session_id, "rank-seq")
+
+
+def ranking(session_id: int) -> str:
+    """Sorted set ``reservation_id -> rank`` of the session's live confirmed reservations."""
+    return session_key(session_id, "ranking")
+
+
+def idempotency(session_id: int, user_id: str, key: str) -> str:
+    """A confirm's stored result (``<body fingerprint>|<reservation_id>``) per user and key."""
+    return session_key(session_id, "idem:" + digest(f"{user_id}|{key}"))
+
+
+def idempotency_claim(user_id: str, key: str) -> str:
+    """Which body (fingerprint) a user's ``Idempotency-Key`` was first used with, across
+    sessions (the per-session record above cannot see another session's use of the key)."""
+    return f"{PREFIX}:{{idem:{digest(f'{user_id}|{key}')}}}"
+
+
+def user_sessions(user_id: str) -> str:
+    """Set of the session ids a user has held seats in: the index of ``/me/reservations``."""
+    return f"{PREFIX}:{{u:{digest(user_id)}}}:sessions"

@@ -1,0 +1,95 @@
+"""ticket_server: the command side (seat map, holds, reservations), all state in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI, Request
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from sqlalchemy import Engine, text
+
+from shared.db.engine import make_engine
+from svckit.app import install_common
+from ticket_server.config import Settings
+from ticket_server.errors import add_storage_handlers
+from ticket_server.holds.router import router as holds_router
+from ticket_server.inventory.router import router as inventory_router
+from ticket_server.inventory.service import Inventory
+from ticket_server.reservations.router import router as reservations_router
+from ticket_server.scripts import register_scripts
+
+
+def make_redis(settings: Settings) -> Redis:
+    """A Redis client with bounded timeouts and no automatic retries.
+
+    No retries on purpose: re-sending a script whose reply was lost could apply it twice,
+    and a quick 503 (the client retries with its Idempotency-Key) beats a slow one.
+    """
+    pool = BlockingConnectionPool.from_url(
+        settings.require_redis_url(),
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_timeout_s,
+        socket_timeout=settings.redis_socket_timeout_s,
+        socket_connect_timeout=settings.redis_connect_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=True,
+    )
+    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def _check_redis(request: Request) -> None:
+    redis: Redis = request.state.redis
+    await redis.ping()
+
+
+async def _check_database(request: Request) -> None:
+    engine: Engine = request.state.engine
+
+    def ping() -> None:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    await anyio.to_thread.run_sync(ping)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the ticket_server app (``uvicorn ticket_server.app:create_app --factory``)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        redis = make_redis(settings)
+        engine = make_engine(settings.resolved_database_url())
+        try:
+            yield {
+                "settings": settings,
+                "redis": redis,
+                "engine": engine,
+                "scripts": register_scripts(redis),
+                "inventory": Inventory(
+                    redis=redis, engine=engine, load_wait_s=settings.inventory_load_wait_s
+                ),
+            }
+        finally:
+            await redis.aclose()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Boxoffice ticket_server",
+        summary="Seat map, holds and reservations (the command side).",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_common(
+        app, service="ticket_server", checks={"redis": _check_redis, "database": _check_database}
+    )
+    add_storage_handlers(app)
+    app.include_router(inventory_router)
+    app.include_router(holds_router)
+    app.include_router(reservations_router)
+    return app

@@ -1,0 +1,22 @@
+"""ticket_server settings: the common ones plus what only the command side needs."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from shared.config import CommonSettings
+
+
+class Settings(CommonSettings):
+    """Settings of ticket_server (environment prefix ``BOXOFFICE_``)."""
+
+    # Bounded so that an unreachable Redis turns into a quick 503, never a hang.
+    redis_connect_timeout_s: float = Field(default=0.5, gt=0)
+    redis_max_connections: int = Field(default=256, ge=1)
+    # How long a request waits for a free pooled connection before giving up (503).
+    redis_pool_timeout_s: float = Field(default=3.0, gt=0)
+    # How long a request waits for another request that is loading the seat map.
+    inventory_load_wait_s: float = Field(default=5.0, gt=0)
+    # How long an expired hold is remembered (a confirm then gets 409 rather than 404).
+    hold_grace_s: int = Field(default=300, ge=0)
+    idempotency_ttl_s: int = Field(default=86400, ge=1)

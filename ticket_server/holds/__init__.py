@@ -1,0 +1,1 @@
+"""Seat holds: all-or-nothing, per-user limited, expiring by Redis server time."""

@@ -1,0 +1,42 @@
+"""Hold and reservation ids. They carry the session id, because a script must know the
+session's hash tag from the id alone (``DELETE /holds/{id}``, ``GET /reservations/{id}``).
+
+Format: ``h_<session_id>_<32 hex>`` and ``r_<session_id>_<32 hex>`` (at most 53 chars).
+Anything else is not an id of ours: the caller answers 404, never 500.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+# Session ids are positive BIGINTs; 18 digits keep every parsed id within int64.
+_ID = re.compile(r"^([hr])_([1-9][0-9]{0,17})_([0-9a-f]{32})$")
+MAX_ID = 2**63 - 1
+
+
+def new_hold_id(session_id: int) -> str:
+    """A fresh hold id in ``session_id``."""
+    return f"h_{session_id}_{secrets.token_hex(16)}"
+
+
+def new_reservation_id(session_id: int) -> str:
+    """A fresh reservation id in ``session_id``."""
+    return f"r_{session_id}_{secrets.token_hex(16)}"
+
+
+def _session_of(kind: str, value: str) -> int | None:
+    m = _ID.fullmatch(value)
+    if m is None or m.group(1) != kind:
+        return None
+    return int(m.group(2))
+
+
+def hold_session(hold_id: str) -> int | None:
+    """The session of a well-formed hold id, else ``None``."""
+    return _session_of("h", hold_id)
+
+
+def reservation_session(reservation_id: str) -> int | None:
+    """The session of a well-formed reservation id, else ``None``."""
+    return _session_of("r", reservation_id)

@@ -1,0 +1,23 @@
+"""The live seat map route."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from shared.schemas.common import problem_responses
+from shared.schemas.ticketing import SeatMap
+from ticket_server.dependencies import InventoryDep, SessionAdmission, SessionId
+
+router = APIRouter(prefix="/api/ticketing", tags=["ticketing"])
+
+
+@router.get(
+    "/sessions/{session_id}/seats",
+    response_model=SeatMap,
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+async def get_seat_map(
+    session_id: SessionId, admission: SessionAdmission, inventory: InventoryDep
+) -> SeatMap:
+    """Live seat map of a session (needs the session's admission token)."""
+    return await inventory.seat_map(session_id)

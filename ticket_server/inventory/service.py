@@ -1,0 +1,160 @@
+"""Loading a session's seat map into Redis once, and reading the live seat map.
+
+The first request that needs a session takes a lock (``SET NX PX``) and copies the seats
+from the catalog; concurrent first requests wait for it instead of loading again. The
+scripts report ``not_loaded`` when the session is missing from Redis, so the hot path
+costs no extra round trip: only a miss calls :meth:`Inventory.ensure_loaded`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anyio.to_thread
+import orjson
+from redis.asyncio import Redis
+from sqlalchemy import Engine
+
+from shared import keys
+from shared.schemas.ticketing import SeatMap, SeatStatus
+from ticket_server.errors import NotFound, ServiceUnavailable
+from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
+
+_LOCK_TTL_MS = 30_000
+_POLL_S = 0.02
+
+# Compare-and-delete: only the loader that took the lock releases it.
+_UNLOCK = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionMeta:
+    """The static part of a session's seat map (cached in-process: it never changes)."""
+
+    seats: list[SeatRow]
+
+
+def state_of(raw: str, now_ms: int) -> str:
+    """Public status of a raw seat state (see ``hold.lua``): an expired hold is available."""
+    if raw.startswith("S:"):
+        return "sold"
+    if raw.startswith("H:") and int(raw.rsplit(":", 1)[1]) > now_ms:
+        return "held"
+    return "available"
+
+
+def server_ms(time_reply: tuple[int, int]) -> int:
+    """Epoch milliseconds from a Redis ``TIME`` reply (the clock every instance shares)."""
+    return int(time_reply[0]) * 1000 + int(time_reply[1]) // 1000
+
+
+class Inventory:
+    """Loads seat maps into Redis and caches their static metadata in-process."""
+
+    def __init__(self, *, redis: Redis, engine: Engine, load_wait_s: float) -> None:
+        self._redis = redis
+        self._engine = engine
+        self._load_wait_s = load_wait_s
+        self._unlock = redis.register_script(_UNLOCK)
+        self._meta: dict[int, SessionMeta] = {}
+
+    async def ensure_loaded(self, session_id: int) -> None:
+        """Make sure the session's seat map is in Redis (404 for an unknown session)."""
+        info = keys.session_info(session_id)
+        lock = keys.inventory_lock(session_id)
+        token = secrets.token_hex(8)
+        deadline = time.monotonic() + self._load_wait_s
+        while True:
+            if await self._redis.exists(info):
+                return
+            if await self._redis.set(lock, token, nx=True, px=_LOCK_TTL_MS):
+                try:
+                    if await self._redis.exists(info):  # loaded between our two checks
+                        return
+                    snapshot = await anyio.to_thread.run_sync(
+                        load_session_seats, self._engine, session_id
+                    )
+                    if snapshot is None:
+                        raise NotFound(f"Session {session_id} does not exist.")
+                    await self._write(snapshot)
+                    return
+                finally:
+                    await self._unlock(keys=[lock], args=[token])
+            # Someone else is loading: wait for their result (or for the lock to free, when
+            # the session turned out unknown, and then look for ourselves).
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable("The seat map is still loading; try again shortly.")
+            await asyncio.sleep(_POLL_S)
+
+    async def _write(self, snap: SessionSeats) -> None:
+        sid = snap.session_id
+        # Registered first: the stream may exist only for sessions consumers can find.
+        await self._redis.sadd(keys.EVENT_STREAMS, str(sid))
+        meta: dict[Any, Any] = {
+            str(s.seat_id): orjson.dumps([s.label, s.grade, s.price]).decode() for s in snap.seats
+        }
+        opens_ms = int(snap.booking_opens_at.timestamp() * 1000)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for s in snap.seats:
+                # HSETNX: never overwrite live state (a re-load after a lost info key).
+                pipe.hsetnx(keys.seats(sid), str(s.seat_id), "A")
+            if meta:
+                pipe.hset(keys.seat_meta(sid), mapping=meta)
+            pipe.hsetnx(keys.session_info(sid), "sold", 0)
+            # Written last: its presence is what "loaded" means.
+            pipe.hset(
+                keys.session_info(sid),
+                mapping={"opens_ms": opens_ms, "seat_count": len(snap.seats)},
+            )
+            await pipe.execute()
+        self._meta[sid] = SessionMeta(seats=snap.seats)
+
+    async def meta(self, session_id: int) -> SessionMeta:
+        """The session's static seat metadata (from memory, else Redis, else the catalog)."""
+        cached = self._meta.get(session_id)
+        if cached is not None:
+            return cached
+        await self.ensure_loaded(session_id)
+        raw = await self._redis.hgetall(keys.seat_meta(session_id))
+        seats = []
+        for seat_id, blob in raw.items():
+            label, grade, price = orjson.loads(blob)
+            seats.append(SeatRow(int(seat_id), label, grade, price))
+        seats.sort(key=lambda s: s.seat_id)
+        meta = SessionMeta(seats=seats)
+        self._meta[session_id] = meta
+        return meta
+
+    async def seat_map(self, session_id: int) -> SeatMap:
+        """The live seat map: every seat with ``available``, ``held`` or ``sold``."""
+        meta = await self.meta(session_id)
+        for _ in range(2):
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.time()
+                pipe.hgetall(keys.seats(session_id))
+                now_reply, states = await pipe.execute()
+            if states or not meta.seats:
+                break
+            # The session vanished from Redis after we cached its metadata: load it again.
+            await self.ensure_loaded(session_id)
+        now_ms = server_ms(now_reply)
+        return SeatMap(
+            session_id=session_id,
+            seats=[
+                SeatStatus(
+                    seat_id=s.seat_id,
+                    label=s.label,
+                    grade=s.grade,
+                    price=s.price,
+                    status=state_of(states.get(str(s.seat_id), "A"), now_ms),
+                )
+                for s in meta.seats
+            ],
+        )

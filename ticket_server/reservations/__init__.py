@@ -1,0 +1,1 @@
+"""Reservations: confirming a hold (idempotent), reading, listing and cancelling."""
