@@ -1,0 +1,1 @@
+"""The worker: drains the per-session reservation event streams into the database."""

@@ -1,0 +1,368 @@
+"""The consumer loop: read the event streams through one consumer group, apply each batch in
+one transaction, acknowledge only after the commit.
+
+Delivery semantics: at least once from Redis, exactly once in the database (the apply step
+is idempotent). An entry is acknowledged after its batch committed, or after it went to the
+dead-letter stream. An entry the database refuses stays pending; it comes back through
+XAUTOCLAIM once idle, and each delivery counts as an attempt, so a bad entry is retried a
+bounded number of times (spread over ``claim_idle_ms`` each) without blocking the entries
+behind it.
+
+Streams are never trimmed here: the gateway's queue reads the same streams with its own
+group, and trimming could drop entries it has not read yet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import orjson
+import redis
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from shared import keys
+from shared.events import parse_event
+from ticket_server.worker.apply import BatchConflict, Event, apply_batch, is_transient
+from ticket_server.worker.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+
+
+def default_consumer_name() -> str:
+    """``<hostname>-<pid>``: distinct for every worker process."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """How one worker process consumes."""
+
+    consumer: str = field(default_factory=default_consumer_name)
+    group: str = keys.WORKER_GROUP
+    batch_size: int = 1000
+    block_ms: int = 500
+    claim_idle_ms: int = 30_000
+    max_attempts: int = 5
+    discover_interval_s: float = 2.0
+    backoff_base_s: float = 0.2
+    backoff_cap_s: float = 10.0
+
+
+@dataclass
+class Entry:
+    """One stream entry as delivered to this consumer."""
+
+    stream: str
+    entry_id: str
+    fields: dict[str, str] | None
+    deliveries: int = 1
+
+
+class StopRequested(Exception):
+    """The worker was asked to stop while waiting for the database."""
+
+
+def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
+    """Capped exponential backoff with "equal jitter": between half and all of
+    ``min(cap, base * 2**attempt)``, so restarted workers do not retry in lockstep."""
+    ceiling = min(cap_s, base_s * (2 ** min(attempt, 30)))
+    return float(ceiling / 2 + random.uniform(0, ceiling / 2))
+
+
+class Worker:
+    """One consumer of the reservation event streams. Synchronous: the database driver is."""
+
+    def __init__(
+        self,
+        *,
+        redis_client: redis.Redis,
+        engine: Engine,
+        options: WorkerOptions | None = None,
+        metrics: WorkerMetrics | None = None,
+    ) -> None:
+        """``redis_client`` must decode responses."""
+        self.redis = redis_client
+        self.engine = engine
+        self.opts = options or WorkerOptions()
+        self.metrics = metrics or WorkerMetrics()
+        self.streams: set[str] = set()
+        self.db_ok: bool | None = None  # unknown until the first attempt
+        self.redis_ok: bool | None = None
+        self._stop = threading.Event()
+        self._next_discover = 0.0
+        self._next_claim = 0.0
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the loop to finish the current batch and return (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested."""
+        return self._stop.is_set()
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; Redis outages are waited out with backoff."""
+        log.info("worker started", extra={"consumer": self.opts.consumer})
+        attempt = 0
+        while not self.stopping:
+            try:
+                self.step()
+                self.redis_ok = True
+                attempt = 0
+            except StopRequested:
+                break
+            except redis.RedisError as e:
+                self.redis_ok = False
+                delay = backoff_delay(attempt, self.opts.backoff_base_s, self.opts.backoff_cap_s)
+                attempt += 1
+                log.warning("redis unavailable", extra={"error": str(e), "retry_in_s": delay})
+                self._stop.wait(delay)
+        log.info("worker stopped", extra={"consumer": self.opts.consumer})
+
+    # --- one iteration --------------------------------------------------------------------
+
+    def step(self) -> int:
+        """Discover streams and re-claim idle entries when due, then read and apply one batch.
+        Returns the number of entries handled."""
+        now = time.monotonic()
+        if now >= self._next_discover:
+            self.discover()
+            self._next_discover = now + self.opts.discover_interval_s
+        handled = 0
+        if now >= self._next_claim:
+            handled += self.handle(self.claim_idle())
+            # Claiming more often than the idle time cannot find more entries.
+            self._next_claim = now + max(0.05, self.opts.claim_idle_ms / 2000)
+        if self.stopping:
+            return handled
+        return handled + self.handle(self.read())
+
+    def discover(self) -> None:
+        """Create the consumer group on every registered stream not seen yet."""
+        for member in cast(Any, self.redis.smembers(keys.EVENT_STREAMS)):
+            try:
+                stream = keys.events_stream(int(member))
+            except ValueError:
+                log.warning("odd member in the stream registry", extra={"member": member})
+                continue
+            if stream in self.streams:
+                continue
+            try:
+                # From id 0: a group created after events were written still gets them all.
+                self.redis.xgroup_create(stream, self.opts.group, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+            self.streams.add(stream)
+
+    def read(self) -> list[Entry]:
+        """New entries for this consumer (blocks up to ``block_ms``)."""
+        if not self.streams:
+            self._stop.wait(self.opts.block_ms / 1000)
+            return []
+        reply: Any = self.redis.xreadgroup(
+            self.opts.group,
+            self.opts.consumer,
+            dict.fromkeys(sorted(self.streams), ">"),
+            count=self.opts.batch_size,
+            block=self.opts.block_ms,
+        )
+        entries: list[Entry] = []
+        for stream, items in reply or []:
+            entries.extend(Entry(stream, eid, fields) for eid, fields in items)
+        return entries
+
+    def claim_idle(self) -> list[Entry]:
+        """Take over entries pending longer than ``claim_idle_ms`` (a dead consumer's, or ones
+        that failed here), with their delivery counts."""
+        entries: list[Entry] = []
+        for stream in sorted(self.streams):
+            room = self.opts.batch_size - len(entries)
+            if room <= 0:
+                break
+            reply: Any = self.redis.xautoclaim(
+                stream,
+                self.opts.group,
+                self.opts.consumer,
+                min_idle_time=self.opts.claim_idle_ms,
+                start_id="0-0",
+                count=room,
+            )
+            claimed = [(eid, fields) for eid, fields in reply[1]]
+            if not claimed:
+                continue
+            counts = self._delivery_counts(stream, [eid for eid, _ in claimed])
+            entries.extend(Entry(stream, eid, f, counts.get(eid, 1)) for eid, f in claimed)
+        if entries:
+            self.metrics.claimed.inc(len(entries))
+            log.info("re-claimed idle entries", extra={"count": len(entries)})
+        return entries
+
+    def _delivery_counts(self, stream: str, ids: Sequence[str]) -> dict[str, int]:
+        ordered = sorted(ids, key=lambda i: tuple(int(p) for p in i.split("-")))
+        rows: Any = self.redis.xpending_range(
+            stream,
+            self.opts.group,
+            min=ordered[0],
+            max=ordered[-1],
+            count=len(ids) * 4 + 100,
+            consumername=self.opts.consumer,
+        )
+        return {r["message_id"]: int(r["times_delivered"]) for r in rows}
+
+    # --- applying -------------------------------------------------------------------------
+
+    def handle(self, entries: list[Entry]) -> int:
+        """Apply, dead-letter or leave pending each entry; acknowledge what is done."""
+        if not entries:
+            return 0
+        started = time.perf_counter()
+        self.metrics.batch_size.observe(len(entries))
+        good: list[tuple[Entry, Event]] = []
+        dead: list[tuple[Entry, str, str]] = []
+        for entry in entries:
+            if not entry.fields:  # deleted from the stream while pending: nothing to apply
+                dead.append((entry, "deleted", "entry no longer in the stream"))
+            elif entry.deliveries > self.opts.max_attempts:
+                dead.append(
+                    (entry, "max_attempts", f"not applied after {entry.deliveries - 1} attempts")
+                )
+            else:
+                try:
+                    good.append((entry, parse_event(entry.fields)))
+                except ValidationError as e:
+                    dead.append((entry, "unparseable", _short(e)))
+        done = self._apply(good)
+        if dead:
+            self._dead_letter(dead)
+        self._ack([e for e, _ in done] + [e for e, _, _ in dead])
+        for _, ev in done:
+            self.metrics.applied.labels(ev.type).inc()
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        return len(entries)
+
+    def _apply(self, good: list[tuple[Entry, Event]]) -> list[tuple[Entry, Event]]:
+        """Apply all at once; on refusal, one by one so that one bad entry does not hold
+        back the good ones. Returns what was committed."""
+        if not good:
+            return []
+        try:
+            self._apply_retrying([ev for _, ev in good])
+            return good
+        except StopRequested:
+            return []
+        except (SQLAlchemyError, BatchConflict) as e:
+            if len(good) == 1:
+                self._refused(good[0][0], e)
+                return []
+            log.info("batch refused; applying one by one", extra={"error": _short(e)})
+        done: list[tuple[Entry, Event]] = []
+        for entry, ev in good:
+            try:
+                self._apply_retrying([ev])
+            except StopRequested:
+                break
+            except (SQLAlchemyError, BatchConflict) as e:
+                self._refused(entry, e)
+            else:
+                done.append((entry, ev))
+        return done
+
+    def _refused(self, entry: Entry, exc: BaseException) -> None:
+        self.metrics.apply_failures.inc()
+        log.warning(
+            "event refused; left pending for another attempt",
+            extra={
+                "stream": entry.stream,
+                "entry_id": entry.entry_id,
+                "deliveries": entry.deliveries,
+                "error": _short(exc),
+            },
+        )
+
+    def _apply_retrying(self, events: Sequence[Event]) -> None:
+        """Apply in one transaction, waiting out database outages (capped exponential
+        backoff with jitter) until it commits, the data is refused, or a stop is asked."""
+        attempt = 0
+        while True:
+            try:
+                apply_batch(self.engine, events)
+            except SQLAlchemyError as e:
+                if not is_transient(e):
+                    self.db_ok = True  # it answered; it refused the data
+                    raise
+                self.db_ok = False
+                self.metrics.db_errors.inc()
+                delay = backoff_delay(attempt, self.opts.backoff_base_s, self.opts.backoff_cap_s)
+                attempt += 1
+                log.warning(
+                    "database unavailable; will retry",
+                    extra={"error": _short(e), "retry_in_s": round(delay, 3), "attempt": attempt},
+                )
+                if self._stop.wait(delay):
+                    raise StopRequested from e
+            else:
+                if not self.db_ok:
+                    log.info("database available", extra={"after_attempts": attempt})
+                self.db_ok = True
+                return
+
+    def _dead_letter(self, dead: list[tuple[Entry, str, str]]) -> None:
+        # XADD before XACK: a crash in between repeats the dead letter, never loses it.
+        pipe = self.redis.pipeline(transaction=False)
+        for entry, reason, detail in dead:
+            pipe.xadd(
+                keys.DEAD_LETTER_STREAM,
+                {
+                    "stream": entry.stream,
+                    "entry_id": entry.entry_id,
+                    "group": self.opts.group,
+                    "consumer": self.opts.consumer,
+                    "deliveries": str(entry.deliveries),
+                    "reason": reason,
+                    "detail": detail,
+                    "fields": orjson.dumps(entry.fields or {}).decode(),
+                },
+            )
+        pipe.execute()
+        for entry, reason, detail in dead:
+            self.metrics.dead_letters.labels(reason).inc()
+            log.error(
+                "event dead-lettered",
+                extra={
+                    "stream": entry.stream,
+                    "entry_id": entry.entry_id,
+                    "reason": reason,
+                    "detail": detail,
+                },
+            )
+
+    def _ack(self, entries: Sequence[Entry]) -> None:
+        by_stream: dict[str, list[str]] = defaultdict(list)
+        for e in entries:
+            by_stream[e.stream].append(e.entry_id)
+        if not by_stream:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for stream, ids in by_stream.items():
+            pipe.xack(stream, self.opts.group, *ids)
+        pipe.execute()
+
+
+def _short(exc: BaseException, limit: int = 300) -> str:
+    text = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+    return text[:limit]
