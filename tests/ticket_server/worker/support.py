@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -136,7 +137,7 @@ def db_state(engine: Engine) -> DbState:
     return DbState(res, seats, ranks)
 
 
-def expected_state(events: list[ReservationCompleted | ReservationCancelled]) -> DbState:
+def expected_state(events: Sequence[ReservationCompleted | ReservationCancelled]) -> DbState:
     """What the database must hold after applying ``events`` (any order, any repetition)."""
     done = {e.reservation_id: e for e in events if isinstance(e, ReservationCompleted)}
     gone = {e.reservation_id for e in events if isinstance(e, ReservationCancelled)}

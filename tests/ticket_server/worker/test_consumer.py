@@ -1,0 +1,234 @@
+"""The consumer loop against real Redis and the real test database."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import orjson
+import pytest
+import redis
+from sqlalchemy import Engine
+
+from shared import keys
+from tests.ticket_server.worker.conftest import MakeWorker, drain
+from tests.ticket_server.worker.support import (
+    Catalog,
+    cancelled,
+    completed,
+    db_state,
+    expected_state,
+    push,
+)
+from ticket_server.worker.metrics import group_backlog
+
+pytestmark = pytest.mark.integration
+
+
+def _sample(worker_metrics: object, name: str, labels: dict[str, str] | None = None) -> float:
+    value = worker_metrics.registry.get_sample_value(name, labels or {})  # type: ignore[attr-defined]
+    return float(value or 0.0)
+
+
+class TestConsume:
+    def test_events_become_rows_exactly_once_across_redelivery_and_restart(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s0, s1 = catalog.session_ids
+        events = [completed(s0 if i % 2 else s1, i + 1, [catalog.seats[i]]) for i in range(30)]
+        push(redis_sync, *events)
+        w1 = make_worker("w1", batch_size=7)
+        drain(w1)
+        state = db_state(clean_db)
+        assert state == expected_state(events)
+        assert (
+            _sample(
+                w1.metrics,
+                "boxoffice_worker_events_applied_total",
+                {"type": "reservation.completed"},
+            )
+            == 30
+        )
+        assert group_backlog(redis_sync).lag == 0
+        assert group_backlog(redis_sync).streams == 2
+
+        push(redis_sync, *events)  # the same events delivered again
+        w2 = make_worker("w2-restarted")
+        drain(w2)
+        assert db_state(clean_db) == state
+        assert group_backlog(redis_sync).lag == 0
+
+    def test_group_sees_entries_written_before_it_existed(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        w = make_worker()
+        w.step()  # nothing registered yet
+        early = completed(catalog.session_ids[1], 1, [catalog.seats[0]])
+        push(redis_sync, early)
+        time.sleep(0.06)  # past the discovery interval
+        drain(w)
+        assert early.reservation_id in db_state(clean_db).reservations
+
+    def test_cancellation_through_the_stream(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        a, b = completed(s, 1, [catalog.seats[0]]), completed(s, 2, [catalog.seats[1]])
+        push(redis_sync, a, b, cancelled(a))
+        # The seat of the cancelled reservation sold again, later in the stream.
+        c = completed(s, 3, [catalog.seats[0]])
+        push(redis_sync, c)
+        w = make_worker(batch_size=2)
+        drain(w)
+        assert db_state(clean_db) == expected_state([a, b, cancelled(a), c])
+
+    def test_cancel_applied_before_its_completion_wins(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        a = completed(s, 1, [catalog.seats[0], catalog.seats[1]])
+        push(redis_sync, a)
+        dying = make_worker("dying")
+        dying.discover()
+        assert len(dying.read()) == 1  # delivered, never applied: this consumer "dies"
+        push(redis_sync, cancelled(a))
+        survivor = make_worker("survivor", claim_idle_ms=100)
+        drain(survivor)
+        assert db_state(clean_db).reservations[a.reservation_id][0] == "cancelled"
+        time.sleep(0.15)
+        drain(survivor)  # re-claims the completion, which must not resurrect the seats
+        assert db_state(clean_db) == expected_state([a, cancelled(a)])
+        assert db_state(clean_db).reservations[a.reservation_id] == ("cancelled", 1, 2)
+        assert group_backlog(redis_sync).lag == 0
+
+    def test_dead_consumers_pending_entries_are_reclaimed(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        events = [completed(s, i + 1, [catalog.seats[i]]) for i in range(12)]
+        push(redis_sync, *events)
+        dead = make_worker("dead", batch_size=5)
+        dead.discover()
+        assert len(dead.read()) == 5
+        live = make_worker("live", claim_idle_ms=200)
+        drain(live)
+        assert len(db_state(clean_db).reservations) == 7  # the dead one's 5 are still pending
+        assert group_backlog(redis_sync).pending == 5
+        time.sleep(0.25)
+        drain(live)
+        assert db_state(clean_db) == expected_state(events)
+        assert _sample(live.metrics, "boxoffice_worker_claimed_total") == 5
+        assert group_backlog(redis_sync).lag == 0
+
+    def test_unparseable_entry_goes_to_dead_letters_and_does_not_block(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        a, b = completed(s, 1, [catalog.seats[0]]), completed(s, 2, [catalog.seats[1]])
+        push(redis_sync, a)
+        bad_id = redis_sync.xadd(keys.events_stream(s), {"type": "reservation.completed", "x": "1"})
+        push(redis_sync, b)
+        w = make_worker()
+        drain(w)
+        assert db_state(clean_db) == expected_state([a, b])
+        dlq = redis_sync.xrange(keys.DEAD_LETTER_STREAM)
+        assert len(dlq) == 1
+        _, letter = dlq[0]
+        assert letter["entry_id"] == bad_id
+        assert letter["reason"] == "unparseable"
+        assert letter["stream"] == keys.events_stream(s)
+        assert orjson.loads(letter["fields"]) == {"type": "reservation.completed", "x": "1"}
+        assert (
+            _sample(w.metrics, "boxoffice_worker_dead_letters_total", {"reason": "unparseable"})
+            == 1
+        )
+        assert group_backlog(redis_sync).lag == 0
+
+    def test_refused_event_is_retried_then_dead_lettered_without_holding_back_others(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        good = [completed(s, i + 1, [catalog.seats[i]]) for i in range(5)]
+        bad = completed(s, 99, [10**9])  # no such seat: the database refuses it
+        push(redis_sync, *good[:2], bad, *good[2:])
+        w = make_worker(claim_idle_ms=50, max_attempts=3)
+        drain(w)
+        assert db_state(clean_db) == expected_state(good)  # the good ones did not wait
+        assert group_backlog(redis_sync).pending == 1
+        deadline = time.monotonic() + 5
+        while group_backlog(redis_sync).lag and time.monotonic() < deadline:
+            w.step()
+            time.sleep(0.02)
+        assert group_backlog(redis_sync).lag == 0
+        ((_, letter),) = redis_sync.xrange(keys.DEAD_LETTER_STREAM)
+        assert letter["reason"] == "max_attempts"
+        assert letter["deliveries"] == "4"
+        assert _sample(w.metrics, "boxoffice_worker_apply_failures_total") == 3
+        assert db_state(clean_db) == expected_state(good)
+
+    def test_two_workers_race_on_the_same_streams(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s0, s1 = catalog.session_ids
+        done = [completed(s0 if i % 2 else s1, i + 1, [catalog.seats[i]]) for i in range(300)]
+        cancels = [cancelled(e) for e in done[::7]]
+        workers = [make_worker(f"racer{i}", batch_size=16) for i in range(2)]
+        threads = [threading.Thread(target=w.run) for w in workers]
+        for t in threads:
+            t.start()
+        try:
+            for i in range(0, 300, 30):  # keep writing while both consume
+                push(redis_sync, *done[i : i + 30])
+                push(
+                    redis_sync,
+                    *[
+                        c
+                        for c in cancels
+                        if c.reservation_id in {e.reservation_id for e in done[i : i + 30]}
+                    ],
+                )
+                time.sleep(0.01)
+            deadline = time.monotonic() + 20
+            while group_backlog(redis_sync).lag and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            for w in workers:
+                w.stop()
+            for t in threads:
+                t.join(5)
+        assert not any(t.is_alive() for t in threads)
+        assert group_backlog(redis_sync).lag == 0
+        assert db_state(clean_db) == expected_state(done + cancels)
+        applied = [
+            _sample(
+                w.metrics,
+                "boxoffice_worker_events_applied_total",
+                {"type": "reservation.completed"},
+            )
+            for w in workers
+        ]
+        assert sum(applied) == 300
+        assert all(n > 0 for n in applied), applied  # both really took part
+
+    def test_stop_while_the_database_is_down_leaves_entries_pending(
+        self, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        from shared.db.engine import make_engine
+        from tests.fixtures.services import free_port
+
+        push(redis_sync, completed(catalog.session_ids[0], 1, [catalog.seats[0]]))
+        down = make_engine(f"mysql+pymysql://root@127.0.0.1:{free_port()}/nothing")
+        w = make_worker()
+        w.engine = down
+        t = threading.Thread(target=w.run)
+        t.start()
+        deadline = time.monotonic() + 5
+        while w.db_ok is not False and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert w.db_ok is False
+        assert _sample(w.metrics, "boxoffice_worker_db_errors_total") >= 1
+        w.stop()
+        t.join(5)
+        assert not t.is_alive()
+        down.dispose()
+        assert group_backlog(redis_sync).pending == 1  # not acknowledged: nothing lost
