@@ -23,6 +23,7 @@ from gateway.front import GatewayFront
 from gateway.identity.router import router as identity_router
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import Upstream, fast_transport, make_upstream, stock_transport
+from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
 from gateway.ratelimit_api import ClientAddressResolver, RateLimiter, socket_peer
 from svckit.errors import add_exception_handlers
 from svckit.logs import configure_logging
@@ -90,9 +91,17 @@ def create_app(
         rate_limiter: RateLimiter | None = None
         client_address: ClientAddressResolver = socket_peer
         # --- EXTENSION POINT: rate limiting (gateway/ratelimit/) ---------------------------
-        # Build the limiter here and assign it, e.g.
-        #   rate_limiter = build_rate_limiter(settings=settings, redis=redis)
-        #   client_address = trusted_client_address(settings.trusted_proxies)
+        # Its own Redis client (short timeout, no retries, blocking pool: see make_redis)
+        # and the instance heartbeat; closed below.
+        limiter: RedisRateLimiter | None = None
+        if settings.rate_limit.enabled:
+            limiter = await start_rate_limiter(
+                settings=settings.rate_limit,
+                redis_url=settings.require_redis_url(),
+                registry=metrics.registry,
+            )
+            rate_limiter = limiter
+        client_address = make_resolver(settings.trusted_proxies)
         # ------------------------------------------------------------------------------------
         app.state.rate_limiter = rate_limiter
         app.state.client_address = client_address
@@ -122,6 +131,8 @@ def create_app(
                 # An injected transport belongs to the caller (a test may reuse it).
                 for upstream in upstreams.values():
                     await upstream.client.aclose()
+            if limiter is not None:  # rate limiting (gateway/ratelimit/)
+                await limiter.aclose()
             await redis.aclose()
 
     app = FastAPI(

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import NoDecode
 
+from gateway.ratelimit.policies import RateLimitSettings
 from shared.config import CommonSettings
 
 # The pseudo-upstream of routes the gateway answers itself (auth, queue).
@@ -122,6 +123,11 @@ class Settings(CommonSettings):
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     readiness_timeout_s: float = Field(default=1.0, gt=0)
+
+    # Rate limiting (gateway/ratelimit/, issue 4): policies per route group, failure modes.
+    # JSON in BOXOFFICE_RATE_LIMIT, merged over the defaults, e.g.
+    # '{"policies": {"browse": {"rate": 50, "burst": 100}}}' or '{"enabled": false}'.
+    rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     # Networks whose X-Forwarded-For is believed (used by gateway/ratelimit/); empty = none.
     # Comma-separated in the environment, like cors_origins.

@@ -326,6 +326,16 @@ class GatewayFront:
                     ) from e
                 extra.extend(decision.headers)
                 if not decision.allowed:
+                    # gateway/ratelimit: status 503 = Redis unavailable and the policy fails
+                    # closed (LimitDecision.status); otherwise over the limit → 429.
+                    if getattr(decision, "status", 429) == 503:
+                        raise Problem(
+                            503,
+                            "Service Unavailable",
+                            "rate limiting is unavailable; retry shortly",
+                            "unavailable",
+                            [(b"retry-after", str(max(1, decision.retry_after)).encode())],
+                        )
                     raise Problem(
                         429,
                         "Too Many Requests",

@@ -1,12 +1,18 @@
 """Distributed rate limiting in Redis (GCRA in one Lua script) for the gateway's front layer.
 
-Wiring (``gateway/app.py``): ``running_rate_limiter(...)`` in the lifespan →
+Wiring (``gateway/app.py``): ``start_rate_limiter(...)`` in the lifespan →
 ``app.state.rate_limiter``; ``make_resolver(settings.trusted_proxies)`` →
 ``app.state.client_address``."""
 
 from gateway.ratelimit.client_address import client_address, make_resolver
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings, default_policies
-from gateway.ratelimit.service import LimitDecision, RedisRateLimiter, running_rate_limiter
+from gateway.ratelimit.service import (
+    LimitDecision,
+    RedisRateLimiter,
+    make_redis,
+    running_rate_limiter,
+    start_rate_limiter,
+)
 
 __all__ = [
     "FailureMode",
@@ -16,6 +22,8 @@ __all__ = [
     "RedisRateLimiter",
     "client_address",
     "default_policies",
+    "make_redis",
     "make_resolver",
     "running_rate_limiter",
+    "start_rate_limiter",
 ]

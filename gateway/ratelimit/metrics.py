@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 # Outcomes of ``boxoffice_ratelimit_decisions_total``.
@@ -43,6 +45,12 @@ class RateLimitMetrics:
         # labels() takes a lock and builds a tuple on every call; the hot path is cheaper
         # with the children cached.
         self._children: dict[tuple[str, str], Counter] = {}
+
+    def unregister(self) -> None:
+        """Remove these metrics from the registry (an app's lifespan may run again)."""
+        for collector in (self.decisions, self.redis_errors, self.degraded, self.live_gateways):
+            with suppress(KeyError):
+                self.registry.unregister(collector)
 
     def decision(self, policy: str, outcome: str) -> None:
         """Count one decision."""

@@ -89,6 +89,9 @@ class RateLimitSettings(BaseModel):
     policies: dict[str, Policy] = Field(default_factory=default_policies)
     # Bound on the one Redis call per request; past it the policy's failure mode decides.
     redis_timeout_s: float = Field(default=0.075, gt=0, le=5)
+    # The limiter's own connection pool (blocking: a request waits for a free connection
+    # within the timeout instead of failing, as redis-py's default pool does past 100).
+    redis_max_connections: int = Field(default=64, ge=1)
     # After a Redis failure, requests go straight to the fallback for this long; then one
     # request probes Redis again (so a dead Redis costs one timeout per cool-down, not one
     # per request).

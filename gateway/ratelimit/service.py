@@ -18,7 +18,9 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -80,8 +82,10 @@ class RedisRateLimiter:
         metrics: m.RateLimitMetrics | None = None,
         instances: InstanceTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        owns_redis: Redis | None = None,
     ) -> None:
         self.settings = settings
+        self._owned_redis = owns_redis
         self.metrics = metrics or m.RateLimitMetrics()
         self.instances = instances
         self.local = LocalLimiter(clock=clock)
@@ -107,6 +111,14 @@ class RedisRateLimiter:
             rule = _Rule(name, policy, (H_LIMIT, str(policy.burst).encode()))
             self._rules[group] = rule
         return rule
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat, unregister the metrics, close the client if it is ours."""
+        if self.instances is not None:
+            await self.instances.stop()
+        self.metrics.unregister()
+        if self._owned_redis is not None:
+            await self._owned_redis.aclose()
 
     async def load(self) -> None:
         """Load the script into Redis now (it is reloaded by itself after a flush)."""
@@ -184,17 +196,44 @@ class RedisRateLimiter:
         log.warning("rate limiter: Redis is back; limits are enforced in Redis again")
 
 
-@asynccontextmanager
-async def running_rate_limiter(
-    *,
-    redis: Redis,
-    settings: RateLimitSettings,
-    registry: CollectorRegistry | None = None,
-) -> AsyncIterator[RedisRateLimiter]:
-    """A limiter with its instance heartbeat running, for the app's lifespan.
+def make_redis(url: str, settings: RateLimitSettings) -> Redis:
+    """The limiter's own Redis client, tuned for a hot path with a fallback.
 
-    Startup never fails because of Redis: the script is loaded on first use if it cannot be
-    loaded now, and the live-instance count stays 1 until a heartbeat gets through."""
+    Not the app's shared client because its defaults do not fit here: redis-py retries a
+    failed command three times with backoff of up to seconds (the failure mode *is* our
+    retry, and the budget is ``redis_timeout_s``), and its default pool raises
+    ``MaxConnectionsError`` instead of waiting once 100 commands are in flight, which under
+    load would look like a Redis outage."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_timeout_s,
+        socket_timeout=settings.redis_timeout_s,
+        socket_connect_timeout=settings.redis_timeout_s,
+        retry=Retry(NoBackoff(), 0),
+    )
+    return Redis.from_pool(pool)
+
+
+async def start_rate_limiter(
+    *,
+    settings: RateLimitSettings,
+    redis_url: str | None = None,
+    redis: Redis | None = None,
+    registry: CollectorRegistry | None = None,
+) -> RedisRateLimiter:
+    """A limiter with its instance heartbeat running, for the app's lifespan; stop it with
+    ``await limiter.aclose()``.
+
+    Give ``redis_url`` (the limiter then owns a client from :func:`make_redis` and closes
+    it) or an existing ``redis`` client. Startup never fails because of Redis: the script is
+    loaded on first use if it cannot be loaded now, and the live-instance count stays 1
+    until a heartbeat gets through."""
+    owned: Redis | None = None
+    if redis is None:
+        if redis_url is None:
+            raise ValueError("start_rate_limiter needs redis_url or redis")
+        redis = owned = make_redis(redis_url, settings)
     metrics = m.RateLimitMetrics(registry)
     tracker = InstanceTracker(
         redis=redis,
@@ -202,13 +241,30 @@ async def running_rate_limiter(
         window_s=settings.instance_window_s,
         metrics=metrics,
     )
-    limiter = RedisRateLimiter(redis=redis, settings=settings, metrics=metrics, instances=tracker)
+    limiter = RedisRateLimiter(
+        redis=redis, settings=settings, metrics=metrics, instances=tracker, owns_redis=owned
+    )
     with suppress(Exception):
         async with asyncio.timeout(1.0):
             await limiter.load()
             await tracker.beat()
     tracker.start()
+    return limiter
+
+
+@asynccontextmanager
+async def running_rate_limiter(
+    *,
+    settings: RateLimitSettings,
+    redis_url: str | None = None,
+    redis: Redis | None = None,
+    registry: CollectorRegistry | None = None,
+) -> AsyncIterator[RedisRateLimiter]:
+    """:func:`start_rate_limiter` as an async context manager."""
+    limiter = await start_rate_limiter(
+        settings=settings, redis_url=redis_url, redis=redis, registry=registry
+    )
     try:
         yield limiter
     finally:
-        await tracker.stop()
+        await limiter.aclose()

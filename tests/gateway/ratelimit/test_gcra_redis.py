@@ -1,0 +1,199 @@
+"""The GCRA script against a real Redis: exactness, refill, independence of keys, expiry,
+one round trip, Cluster-safe keys, NOSCRIPT recovery."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+
+from gateway.ratelimit import scripts
+from gateway.ratelimit.policies import RateLimitSettings
+from gateway.ratelimit.service import RedisRateLimiter, make_redis
+from shared import keys
+from tests.fixtures.services import EmbeddedRedis
+
+pytestmark = pytest.mark.integration
+
+
+def settings(**policies: dict[str, Any]) -> RateLimitSettings:
+    return RateLimitSettings.model_validate({"policies": policies})
+
+
+def header(decision: Any, name: bytes) -> int:
+    return int(dict(decision.headers)[name])
+
+
+class TestExactness:
+    async def test_burst_admitted_then_refused(self, redis_client: aioredis.Redis) -> None:
+        # One request per 10 s: nothing refills while the burst is spent.
+        lim = RedisRateLimiter(
+            redis=redis_client, settings=settings(t={"rate": 1, "period_s": 10, "burst": 5})
+        )
+        got = [await lim.hit("t", "user:1") for _ in range(7)]
+        assert [d.allowed for d in got] == [True] * 5 + [False, False]
+        assert [header(d, b"ratelimit-remaining") for d in got] == [4, 3, 2, 1, 0, 0, 0]
+        assert all(header(d, b"ratelimit-limit") == 5 for d in got)
+        # Refused: the next slot is one emission interval (10 s) away; full rest in 50 s.
+        assert got[5].retry_after == 10
+        assert 49 <= header(got[5], b"ratelimit-reset") <= 50
+        assert got[5].status == 429
+
+    async def test_refill_after_one_interval(self, redis_client: aioredis.Redis) -> None:
+        # 10 per second: one slot every 100 ms.
+        script = scripts.gcra(redis_client)
+        key = keys.rate_limit("t", "user:refill")
+        results = [await script(keys=[key], args=[100_000, 3]) for _ in range(4)]
+        assert [r[0] for r in results] == [1, 1, 1, 0]
+        retry_us = results[3][2]
+        assert 90_000 < retry_us <= 100_000
+        await asyncio.sleep(retry_us / 1e6 - 0.02)
+        assert (await script(keys=[key], args=[100_000, 3]))[0] == 0  # not yet
+        await asyncio.sleep(0.03)
+        ok = await script(keys=[key], args=[100_000, 3])
+        assert ok[0] == 1  # exactly one slot came back
+        assert (await script(keys=[key], args=[100_000, 3]))[0] == 0
+
+    async def test_rate_plus_burst_within_one_window(self, redis_client: aioredis.Redis) -> None:
+        # N = 50 per second plus a burst of 5: over one second, 55 admitted (±1 for the
+        # edges), however fast the requests come.
+        lim = RedisRateLimiter(redis=redis_client, settings=settings(t={"rate": 50, "burst": 5}))
+        allowed = 0
+        start = time.monotonic()
+        while (elapsed := time.monotonic() - start) < 1.0:
+            allowed += (await lim.hit("t", "user:window")).allowed
+        assert abs(allowed - (5 + 50 * elapsed)) <= 1.5, (allowed, elapsed)
+
+    async def test_other_subjects_and_policies_are_unaffected(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        lim = RedisRateLimiter(
+            redis=redis_client,
+            settings=settings(
+                a={"rate": 1, "period_s": 10, "burst": 2}, b={"rate": 1, "period_s": 10, "burst": 2}
+            ),
+        )
+        assert [(await lim.hit("a", "ip:1")).allowed for _ in range(3)] == [True, True, False]
+        assert (await lim.hit("a", "ip:2")).allowed
+        assert (await lim.hit("b", "ip:1")).allowed
+        assert (await lim.hit("a", "user:1")).allowed
+
+    async def test_state_is_one_key_that_expires_at_rest(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        lim = RedisRateLimiter(
+            redis=redis_client, settings=settings(t={"rate": 1, "period_s": 2, "burst": 3})
+        )
+        for _ in range(3):
+            await lim.hit("t", "ip:9")
+        names = await redis_client.keys("*")
+        assert names == [keys.rate_limit("t", "ip:9")]
+        # Three slots of 2 s are booked: the key lives until the subject is at rest.
+        assert 5_000 < await redis_client.pttl(names[0]) <= 6_000
+
+    async def test_concurrent_hits_never_exceed_the_burst(
+        self, redis_client: aioredis.Redis, redis_url: str
+    ) -> None:
+        s = settings(t={"rate": 1, "period_s": 60, "burst": 25}).model_copy(
+            update={"redis_timeout_s": 2.0}
+        )
+        client = make_redis(redis_url, s)
+        try:
+            lim = RedisRateLimiter(redis=client, settings=s)
+            # More in flight than the pool has connections: they wait, they do not fail.
+            got = await asyncio.gather(*(lim.hit("t", "user:race") for _ in range(300)))
+        finally:
+            await client.aclose()
+        assert not lim.degraded
+        assert sum(d.allowed for d in got) == 25
+
+
+class TestClusterSafety:
+    async def test_every_script_call_touches_one_hash_tag(
+        self, redis_client: aioredis.Redis
+    ) -> None:
+        lim = RedisRateLimiter(redis=redis_client, settings=RateLimitSettings())
+        calls: list[list[str]] = []
+        real = lim._script
+
+        async def recording(*, keys: list[str], args: list[Any]) -> Any:
+            calls.append(keys)
+            return await real(keys=keys, args=args)
+
+        lim._script = recording  # type: ignore[assignment]
+        for group in ["browse", "queue", "auth", "ticketing-write", "nope"]:
+            for subject in ["user:abc", "ip:203.0.113.5", "ip:2001:db8::1", "ip:{evil}"]:
+                await lim.hit(group, subject)
+        assert len(calls) == 20
+        for call in calls:
+            tags = [re.search(r"\{([^}]+)\}", k) for k in call]
+            assert all(t is not None for t in tags), call
+            assert len({key_slot(k.encode()) for k in call}) == 1
+            # The subject (user-supplied text) is hashed, so it cannot break the tag.
+            assert all(k.count("{") == 1 and k.count("}") == 1 for k in call)
+
+    def test_scripts_touch_only_the_keys_they_are_given(self) -> None:
+        for name in ("gcra", "heartbeat"):
+            src = scripts.source(name)
+            for cmd, first in re.findall(r"redis\.call\('(\w+)'(?:,\s*([^,)]+))?", src):
+                assert cmd == "TIME" or first.startswith("KEYS["), (name, cmd, first)
+
+
+@pytest.fixture(scope="module")
+def private_redis() -> Iterator[EmbeddedRedis]:
+    """A Redis of this module's own: SCRIPT FLUSH is allowed here, never on the shared one."""
+    with EmbeddedRedis() as server:
+        yield server
+
+
+@pytest.fixture
+async def private_client(private_redis: EmbeddedRedis) -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(private_redis.url)
+    await client.flushdb()
+    yield client
+    await client.aclose()
+
+
+def command_calls(r: redis.Redis) -> dict[str, int]:
+    stats = r.info("commandstats")
+    return {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+
+
+class TestScriptLoading:
+    async def test_one_evalsha_per_hit(
+        self, private_redis: EmbeddedRedis, private_client: aioredis.Redis
+    ) -> None:
+        lim = RedisRateLimiter(redis=private_client, settings=RateLimitSettings())
+        await lim.load()
+        await lim.hit("browse", "ip:warm")  # connection set-up commands happen here
+        with redis.Redis.from_url(private_redis.url) as stats:
+            before = command_calls(stats)
+            for i in range(50):
+                await lim.hit("browse", f"ip:{i}")
+            after = command_calls(stats)
+        delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+        # INFO itself is the one extra; inside the script: TIME, GET, SET per call.
+        issued = {k: v for k, v in delta.items() if v and k not in ("time", "get", "set")}
+        assert issued == {"evalsha": 50, "info": 1}
+
+    async def test_noscript_after_script_flush_recovers(
+        self, private_redis: EmbeddedRedis, private_client: aioredis.Redis
+    ) -> None:
+        lim = RedisRateLimiter(
+            redis=private_client, settings=settings(t={"rate": 1, "period_s": 10, "burst": 3})
+        )
+        assert (await lim.hit("t", "ip:1")).allowed
+        await private_client.script_flush()
+        assert not (await private_client.script_exists(lim._script.sha))[0]
+        got = [await lim.hit("t", "ip:1") for _ in range(3)]
+        # The state survived the flush (only the script went): 2 left of 3, then refused.
+        assert [d.allowed for d in got] == [True, True, False]
+        assert not lim.degraded
+        assert (await private_client.script_exists(lim._script.sha))[0]
