@@ -1,4 +1,4 @@
-"""``boxoffice dev|serve|worker|migrate|seed``."""
+"""``boxoffice dev|serve|worker|migrate|seed|simulate``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,13 @@ def _seed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _simulate(args: argparse.Namespace) -> int:
+    from boxoffice.simulate.options import from_args
+    from boxoffice.simulate.runner import run  # heavy imports (httpx, rich) only when used
+
+    return run(from_args(args))
+
+
 def _dev(args: argparse.Namespace) -> int:
     from boxoffice.dev import run_dev
 
@@ -92,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", default=None)
     p.add_argument("--revision", default="head")
     p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("simulate", help="an on-sale crowd against the system, with a report")
+    from boxoffice.simulate.options import add_arguments  # standard library only: cheap
+
+    add_arguments(p)
+    p.set_defaults(func=_simulate)
 
     p = sub.add_parser("seed", help="load catalog data")
     p.add_argument("--demo", action="store_true", help="the demo catalog (idempotent)")

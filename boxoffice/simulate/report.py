@@ -1,0 +1,204 @@
+"""The report: a dict (saved as JSON), a rich table on the terminal, and PNG plots."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+from boxoffice.simulate.client import Sample
+from boxoffice.simulate.stats import percentile, summarize
+
+# Request steps whose p99 the goal bounds (waiting in the queue is not a request).
+STEPS = [
+    "login",
+    "join",
+    "status",
+    "seatmap",
+    "hold",
+    "reserve",
+    "reserve_replay",
+    "cancel",
+    "leave",
+]
+P99_GOAL_MS = 250.0
+
+
+def machine() -> dict[str, Any]:
+    """CPU count and memory of this machine."""
+    mem_gb = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "ram_gb": mem_gb}
+
+
+def latency_by_step(samples: list[Sample]) -> dict[str, dict[str, float | int | None]]:
+    """p50/p95/p99/max per step over the whole run (every answered request)."""
+    by_step: dict[str, list[float]] = defaultdict(list)
+    for s in samples:
+        if s.status:
+            by_step[s.step].append(s.ms)
+    ordered = [s for s in STEPS if s in by_step] + sorted(set(by_step) - set(STEPS))
+    return {step: summarize(by_step[step]) for step in ordered}
+
+
+def statuses_by_step(samples: list[Sample]) -> dict[str, dict[str, int]]:
+    """How many answers of each status per step (0 = no HTTP answer)."""
+    counts: dict[str, Counter[int]] = defaultdict(Counter)
+    for s in samples:
+        counts[s.step][s.status] += 1
+    return {step: {str(k): v for k, v in sorted(c.items())} for step, c in counts.items()}
+
+
+def latency_timeline(samples: list[Sample], bucket_s: float = 1.0) -> dict[str, list[list[float]]]:
+    """Per step, per time bucket: [t, p50, p95, p99, count]."""
+    buckets: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for s in samples:
+        if s.status:
+            buckets[s.step][int(s.t // bucket_s)].append(s.ms)
+    out: dict[str, list[list[float]]] = {}
+    for step, by_t in buckets.items():
+        rows = []
+        for b in sorted(by_t):
+            v = by_t[b]
+            rows.append(
+                [
+                    b * bucket_s,
+                    percentile(v, 50) or 0.0,
+                    percentile(v, 95) or 0.0,
+                    percentile(v, 99) or 0.0,
+                    float(len(v)),
+                ]
+            )
+        out[step] = rows
+    return out
+
+
+def write_json(report: dict[str, Any], out_dir: Path) -> Path:
+    """``report.json`` in ``out_dir``."""
+    path = out_dir / "report.json"
+    path.write_text(json.dumps(report, indent=2, default=str))
+    return path
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The summary tables on the terminal."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    s = report["summary"]
+    summary = Table(title="On-sale simulation", show_header=False)
+    summary.add_column("what")
+    summary.add_column("value", justify="right")
+    for key, value in s.items():
+        summary.add_row(key.replace("_", " "), _fmt(value))
+    console.print(summary)
+
+    inv = Table(title="Invariants and goals")
+    for col in ("check", "value", "goal", "met"):
+        inv.add_column(col)
+    for row in report["invariants"] + report["goals"]:
+        inv.add_row(
+            row["name"],
+            _fmt(row["value"]),
+            str(row["goal"]),
+            "[green]yes[/]" if row["ok"] else "[red]NO[/]",
+        )
+    console.print(inv)
+
+    lat = Table(title="Latency per step (ms)")
+    for col in ("step", "count", "p50", "p95", "p99", "max", "statuses"):
+        lat.add_column(col, justify="right" if col != "step" else "left")
+    for step, fig in report["latency_ms"].items():
+        statuses = report["statuses"].get(step, {})
+        lat.add_row(
+            step,
+            str(fig["count"]),
+            _fmt(fig["p50"]),
+            _fmt(fig["p95"]),
+            _fmt(fig["p99"]),
+            _fmt(fig["max"]),
+            " ".join(f"{k}:{v}" for k, v in statuses.items()),
+        )
+    console.print(lat)
+    for line in report.get("notes", []):
+        console.print(f"[dim]{line}[/]")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 10 else f"{value:.1f}"
+    return str(value)
+
+
+def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
+    """``timeline.png`` (admitted/sold, queue, worker lag) and ``latency.png`` (per step)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, no display
+    import matplotlib.pyplot as plt
+
+    paths = []
+    tl = report["timeline"]
+    t = [row["t"] for row in tl]
+    fig, axes = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
+    ax = axes[0]
+    ax.plot(t, [row["admitted_total"] for row in tl], label="admitted (total)")
+    ax.plot(t, [row["sold_seats"] for row in tl], label="seats sold (net)")
+    ax.axhline(report["summary"]["capacity"], color="grey", linestyle=":", label="capacity")
+    ax.set_ylabel("count")
+    ax.legend(loc="lower right")
+    ax.set_title("Admissions and sales")
+    ax = axes[1]
+    ax.plot(t, [row["waiting"] for row in tl], label="waiting (clients in queue)")
+    ax.plot(t, [row["active"] for row in tl], label="active (admitted, booking)")
+    ax.axhline(report["fairness"]["max_active"], color="grey", linestyle=":", label="max_active")
+    ax.set_ylabel("users")
+    ax.legend(loc="upper right")
+    ax.set_title("Queue")
+    ax = axes[2]
+    ax.plot(t, [row["read_lag"] for row in tl], label="confirmed, not yet in MySQL")
+    if any(row.get("stream_lag") is not None for row in tl):
+        ax.plot(t, [row.get("stream_lag") or 0 for row in tl], label="worker group lag (stream)")
+    ax.set_ylabel("reservations")
+    ax.set_xlabel("seconds since booking opened")
+    ax.legend(loc="upper right")
+    ax.set_title("Worker lag")
+    fig.tight_layout()
+    path = out_dir / "timeline.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(path)
+
+    lt = report["latency_timeline"]
+    steps = [s for s in ("join", "status", "seatmap", "hold", "reserve", "login") if s in lt]
+    if steps:
+        fig, axes = plt.subplots(len(steps), 1, figsize=(10, 2.6 * len(steps)), sharex=True)
+        if len(steps) == 1:
+            axes = [axes]
+        for ax, step in zip(axes, steps, strict=True):
+            rows = lt[step]
+            x = [r[0] for r in rows]
+            for i, name in ((1, "p50"), (2, "p95"), (3, "p99")):
+                ax.plot(x, [r[i] for r in rows], label=name)
+            ax.axhline(P99_GOAL_MS, color="grey", linestyle=":", label="p99 goal")
+            ax.set_ylabel("ms")
+            ax.set_title(step)
+            ax.legend(loc="upper right")
+        axes[-1].set_xlabel("seconds since booking opened")
+        fig.tight_layout()
+        path = out_dir / "latency.png"
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(path)
+    return paths

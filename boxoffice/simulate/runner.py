@@ -1,0 +1,506 @@
+"""One simulation run from start to report."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import sys
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from boxoffice.simulate.catalog import create_stage
+from boxoffice.simulate.client import Recorder, SimClient, make_http_client
+from boxoffice.simulate.options import SimOptions, validate
+from boxoffice.simulate.report import (
+    P99_GOAL_MS,
+    latency_by_step,
+    latency_timeline,
+    machine,
+    plot,
+    print_report,
+    statuses_by_step,
+    write_json,
+)
+from boxoffice.simulate.stats import admission_fairness, max_overlap
+from boxoffice.simulate.system import LocalSystem, Target, remote_target
+from boxoffice.simulate.user import Person, Simulation
+from boxoffice.simulate.verify import Verification, verify
+from shared.config import CommonSettings
+from shared.keys import WORKER_GROUP, events_stream
+
+SAMPLE_EVERY_S = 0.5
+
+
+class RedisProbe:
+    """Optional look at the Redis under test: command counts and the worker group's lag.
+    Counts its own commands so they can be left out of the per-request figure."""
+
+    def __init__(self, url: str | None) -> None:
+        self.client: Any = None
+        self.own_commands = 0
+        if url:
+            import redis.asyncio as aioredis
+
+            self.client = aioredis.Redis.from_url(url, decode_responses=True)
+
+    async def total_commands(self) -> int | None:
+        """Sum of ``calls`` over INFO commandstats."""
+        if self.client is None:
+            return None
+        try:
+            info = await self.client.info("commandstats")
+        except Exception:  # an optional figure: a failing probe must not end the run
+            return None
+        self.own_commands += 1
+        return sum(int(v.get("calls", 0)) for v in info.values() if isinstance(v, dict))
+
+    async def stream_lag(self, session_id: int) -> int | None:
+        """Entries of the session's stream the worker group has not yet acknowledged."""
+        if self.client is None:
+            return None
+        try:
+            groups = await self.client.xinfo_groups(events_stream(session_id))
+        except Exception:  # the stream may not exist yet
+            self.own_commands += 1
+            return None
+        self.own_commands += 1
+        for g in groups:
+            if g.get("name") == WORKER_GROUP:
+                lag = g.get("lag")
+                pending = int(g.get("pending") or 0)
+                return pending + int(lag) if lag is not None else pending
+        return None
+
+    async def close(self) -> None:
+        """Close the connection."""
+        if self.client is not None:
+            await self.client.aclose()
+
+
+async def _sampler(
+    sim: Simulation,
+    people: list[Person],
+    probe: RedisProbe,
+    stats_url: str,
+    recorder: Recorder,
+    timeline: list[dict[str, Any]],
+) -> None:
+    sid = sim.stage.session_id
+    last_mysql = 0
+    tick = 0
+    while True:
+        now = time.time()
+        if tick % 2 == 0:
+            r = await sim.client.call("stats(sampler)", "GET", stats_url)
+            if r is not None and r.status_code == 200:
+                last_mysql = int(r.json()["reservation_count"])
+        tick += 1
+        timeline.append(
+            {
+                "t": round(now - recorder.t0, 3),
+                "waiting": sim.crowd.waiting,
+                "active": sim.crowd.active,
+                "finished": sim.crowd.finished,
+                "admitted_total": sum(1 for p in people if p.admitted_received is not None),
+                "confirmed": sim.crowd.confirmed,
+                "sold_seats": sim.crowd.sold_seats,
+                "mysql_reservations": last_mysql,
+                "read_lag": max(0, sim.crowd.confirmed - last_mysql),
+                "stream_lag": await probe.stream_lag(sid),
+            }
+        )
+        await asyncio.sleep(SAMPLE_EVERY_S)
+
+
+async def simulate(options: SimOptions, target: Target, out_dir: Path) -> dict[str, Any]:
+    """Run the crowd against ``target`` and return the report."""
+    rng = random.Random(options.seed)
+    recorder = Recorder()
+    http = make_http_client()
+    probe = RedisProbe(target.redis_url)
+    timeline: list[dict[str, Any]] = []
+    try:
+        base = target.gateway_urls[0]
+        label = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{rng.randrange(10**6):06d}"
+        stage = await create_stage(
+            http,
+            base,
+            admin_token=target.admin_token,
+            seats=options.seats,
+            lead_s=options.lead_s,
+            max_active=options.max_active,
+            admit_per_second=options.admit_per_second,
+            label=label,
+        )
+        recorder.t0 = stage.opens_at
+        client = SimClient(http, recorder, concurrency=options.concurrency)
+        sim = Simulation(
+            client=client,
+            options=options,
+            stage=stage,
+            heartbeat_timeout_s=target.heartbeat_timeout_s,
+            rng=rng,
+        )
+        people = [
+            Person(
+                index=i,
+                base_url=target.gateway_urls[i % len(target.gateway_urls)],
+                nickname=f"sim-{i + 1}",
+            )
+            for i in range(options.users)
+        ]
+        arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
+        commands_before = await probe.total_commands()
+        requests_before = recorder.count()
+        sampler = asyncio.create_task(
+            _sampler(
+                sim,
+                people,
+                probe,
+                f"{base}/api/stats/sessions/{stage.session_id}",
+                recorder,
+                timeline,
+            )
+        )
+        tasks = [
+            asyncio.create_task(sim.run(p, at)) for p, at in zip(people, arrivals, strict=True)
+        ]
+        await _progress(options, sim, tasks, stage.opens_at)
+        for p, task in zip(people, tasks, strict=True):
+            if not task.done():
+                task.cancel()
+                p.outcome = "timeout"
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for p, task in zip(people, tasks, strict=True):
+            if not task.cancelled() and task.exception() is not None:
+                p.outcome = "crashed"
+                p.detail = repr(task.exception())
+        ended = time.time()
+        commands_after = await probe.total_commands()
+        requests = recorder.count() - requests_before
+        sampler.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sampler
+        verification = await verify(
+            http,
+            base,
+            stage=stage,
+            people=people,
+            secret_key=target.secret_key,
+            admission_fallback=sim.last_admission_token,
+            drain_timeout_s=options.drain_timeout_s,
+            capacity=options.seats,
+        )
+        stream_lag_end = await probe.stream_lag(stage.session_id)
+        redis_commands = None
+        if commands_before is not None and commands_after is not None:
+            # Leave out the probe's own commands (INFO and XINFO) taken in between.
+            redis_commands = max(0, commands_after - commands_before - probe.own_commands + 1)
+        return build_report(
+            options=options,
+            target=target,
+            stage_info={
+                "session_id": stage.session_id,
+                "opens_at": datetime.fromtimestamp(stage.opens_at, UTC).isoformat(),
+            },
+            people=people,
+            recorder=recorder,
+            timeline=timeline,
+            verification=verification,
+            ran_s=ended - stage.opens_at,
+            redis_commands=redis_commands,
+            requests=requests,
+            stream_lag_end=stream_lag_end,
+            sold_out_seen_at=sim.sold_out_seen_at,
+        )
+    finally:
+        await probe.close()
+        await http.aclose()
+
+
+async def _progress(
+    options: SimOptions, sim: Simulation, tasks: list[asyncio.Task[None]], opens_at: float
+) -> None:
+    deadline = opens_at + options.duration_s
+    if not options.progress:
+        while time.time() < deadline and not all(t.done() for t in tasks):
+            await asyncio.sleep(0.2)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+    ) as bar:
+        people = bar.add_task("people done", total=len(tasks), info="")
+        seats = bar.add_task("seats sold", total=options.seats, info="")
+        while time.time() < deadline and not all(t.done() for t in tasks):
+            c = sim.crowd
+            phase = "before open" if time.time() < opens_at else "on sale"
+            bar.update(
+                people,
+                completed=c.finished,
+                info=f"{phase} · waiting {c.waiting} · active {c.active}",
+            )
+            bar.update(seats, completed=c.sold_seats, info=f"reservations {c.confirmed}")
+            await asyncio.sleep(0.2)
+        bar.update(people, completed=sim.crowd.finished)
+        bar.update(seats, completed=sim.crowd.sold_seats)
+
+
+def _sell_out_times(people: list[Person], capacity: int) -> tuple[float | None, float | None]:
+    # Net seats sold over time (server's completion_ms for sales, our cancel time for
+    # cancellations): the first moment it reached capacity, and the moment it last did.
+    events: list[tuple[float, int]] = []
+    for p in people:
+        if p.reservation is None:
+            continue
+        n = len(p.reservation["seat_ids"])
+        events.append((int(p.reservation["completion_ms"]) / 1000.0, n))
+        if p.cancelled and p.cancel_sent is not None:
+            events.append((p.cancel_sent, -n))
+    events.sort()
+    first = last = None
+    net = 0
+    for t, delta in events:
+        net += delta
+        if net >= capacity:
+            first = t if first is None else first
+            last = t
+    return first, last
+
+
+def build_report(
+    *,
+    options: SimOptions,
+    target: Target,
+    stage_info: dict[str, Any],
+    people: list[Person],
+    recorder: Recorder,
+    timeline: list[dict[str, Any]],
+    verification: Verification,
+    ran_s: float,
+    redis_commands: int | None,
+    requests: int,
+    stream_lag_end: int | None,
+    sold_out_seen_at: float | None,
+) -> dict[str, Any]:
+    """Turn what was seen into the report's figures, invariants and goals."""
+    t0 = recorder.t0
+    # Cancellation times are wall clock; make them relative to the opening like the sales.
+    for p in people:
+        if p.cancel_sent is not None:
+            p.cancel_sent -= t0
+    first_sold_out, final_sold_out = _sell_out_times(people, options.seats)
+    for p in people:
+        if p.cancel_sent is not None:
+            p.cancel_sent += t0
+
+    admitted = [p for p in people if p.admitted_received is not None]
+    with_position = [p for p in admitted if p.queue_position is not None]
+    windows = [p.admission_window() for p in with_position]
+    fairness = admission_fairness(
+        [int(p.queue_position or 0) for p in with_position],
+        [w for w in windows if w is not None],
+    )
+    # A client's view of a slot ([admission known, release sent]) lies inside the server's,
+    # so this peak can only under-count: it exceeding max_active is a proven violation.
+    active_intervals = [
+        (p.admitted_received or 0.0, p.slot_released or p.admitted_received or 0.0)
+        for p in admitted
+        if p.slot_released is not None
+    ]
+    max_active_seen = max_overlap(active_intervals)
+
+    samples = recorder.samples
+    lat = latency_by_step(samples)
+    statuses = statuses_by_step(samples)
+    five_xx = sum(1 for s in samples if s.status >= 500)
+    no_answer = sum(1 for s in samples if s.status == 0)
+    outcomes: dict[str, int] = {}
+    for p in people:
+        outcomes[p.outcome] = outcomes.get(p.outcome, 0) + 1
+    errors = [f"#{p.index + 1}: {p.detail}" for p in people if p.outcome in ("error", "crashed")]
+
+    v = verification
+    sold_final = v.client_sold_seats
+    summary = {
+        "users": options.users,
+        "capacity": options.seats,
+        "seats_sold": sold_final,
+        "reservations": v.client_reservations,
+        "time_to_sell_out_s": first_sold_out,
+        "final_sell_out_s": final_sold_out,
+        "sold_out_announced_s": (sold_out_seen_at - t0) if sold_out_seen_at else None,
+        "ran_s": round(ran_s, 2),
+        "admitted": len(admitted),
+        "requests": recorder.count(),
+        "redis_commands_per_request": (
+            round(redis_commands / requests, 2) if redis_commands is not None and requests else None
+        ),
+        "worker_drain_s": round(v.drain_s, 2),
+        **{f"outcome_{k}": n for k, n in sorted(outcomes.items())},
+    }
+    invariants = [
+        _check("oversold seats", v.oversold_seats, "0", v.oversold_seats == 0),
+        _check(
+            "seats of confirmed reservations not shown sold",
+            v.sold_seats_not_in_map,
+            "0",
+            v.sold_seats_not_in_map == 0 and v.seatmap_sold is not None,
+        ),
+        _check(
+            "sold in Redis seat map = sold to clients",
+            f"{v.seatmap_sold} / {v.client_sold_seats}",
+            "equal",
+            v.seatmap_sold == v.client_sold_seats,
+        ),
+        _check(
+            "reservations in MySQL = confirmed to clients",
+            f"{v.mysql_reservations} / {v.client_reservations}",
+            "equal",
+            v.drained,
+        ),
+        _check("lost reservations", v.lost, "0", v.lost == 0),
+        _check("phantom reservations", v.phantom, "0", v.phantom == 0),
+        _check(
+            "rankings match clients' ranks",
+            len(v.ranking_mismatches),
+            "0",
+            not v.ranking_mismatches,
+        ),
+        _check(
+            "idempotent replays differing",
+            v.idempotency_mismatches,
+            "0",
+            v.idempotency_mismatches == 0,
+        ),
+        _check("5xx responses", five_xx, "0", five_xx == 0),
+        _check("requests without an answer", no_answer, "0", no_answer == 0),
+        _check(
+            "discordant admissions (fairness)", fairness.discordant, "0", fairness.discordant == 0
+        ),
+        _check(
+            "max active observed",
+            max_active_seen,
+            f"<= {options.max_active}",
+            max_active_seen <= options.max_active,
+        ),
+        _check("people ending in error", len(errors), "0", not errors),
+    ]
+    p99s = {step: fig["p99"] for step, fig in lat.items() if fig["p99"] is not None}
+    worst_step = max(p99s, key=lambda k: p99s[k] or 0.0) if p99s else None
+    goals = [
+        _check(
+            "sold out", f"{sold_final}/{options.seats}", "all seats", sold_final == options.seats
+        ),
+        _check("Kendall tau (join vs admission)", fairness.tau, "1.0", fairness.tau == 1.0),
+        _check(
+            "worst p99 of a step (ms)",
+            f"{worst_step}: {p99s[worst_step]:.1f}" if worst_step else None,
+            f"< {P99_GOAL_MS:.0f}",
+            all((v_ or 0) < P99_GOAL_MS for v_ in p99s.values()),
+        ),
+    ]
+    notes = [
+        "Latencies are measured by the simulator, which shares the CPU with the system "
+        "under test; they include its own event-loop delays.",
+        f"Fairness: {fairness.known_pairs} of {fairness.total_pairs} admitted pairs have a "
+        "known admission order (see boxoffice/simulate/stats.py: Fairness).",
+    ]
+    if redis_commands is not None:
+        notes.append(
+            "Redis commands per request: INFO commandstats delta (whole server, background "
+            "work of gateways and worker included) / requests the crowd made."
+        )
+    if v.seatmap_error:
+        notes.append(f"seat map check failed: {v.seatmap_error}")
+    notes.extend(f"rankings: {m}" for m in v.ranking_mismatches)
+    return {
+        "generated_at": datetime.now(UTC).isoformat(),
+        "options": asdict(options),
+        "target": {"gateways": target.gateway_urls, "redis": bool(target.redis_url)},
+        "machine": machine(),
+        "session": stage_info,
+        "summary": summary,
+        "invariants": invariants,
+        "goals": goals,
+        "ok": all(row["ok"] for row in invariants),
+        "fairness": {
+            "kendall_tau": fairness.tau,
+            "known_pairs": fairness.known_pairs,
+            "total_pairs": fairness.total_pairs,
+            "discordant_pairs": fairness.discordant,
+            "max_active": options.max_active,
+            "max_active_observed": max_active_seen,
+        },
+        "verification": asdict(v),
+        "latency_ms": lat,
+        "statuses": statuses,
+        "transport_errors": dict(recorder.transport_errors),
+        "errors": errors[:50],
+        "stream_lag_end": stream_lag_end,
+        "timeline": timeline,
+        "latency_timeline": latency_timeline(samples),
+        "notes": notes,
+    }
+
+
+def _check(name: str, value: Any, goal: str, ok: bool) -> dict[str, Any]:
+    return {"name": name, "value": value, "goal": goal, "ok": bool(ok)}
+
+
+def run(options: SimOptions) -> int:
+    """The ``boxoffice simulate`` command: 0 when every invariant held."""
+    problems = validate(options)
+    if problems:
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 2
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    out_dir = Path(options.out_dir or f"simulate-report-{stamp}")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = CommonSettings()
+    system: LocalSystem | None = None
+    if options.url:
+        target = remote_target(
+            options.url, settings, redis_url=options.redis_url, admin_token=options.admin_token
+        )
+    else:
+        system = LocalSystem(
+            gateways=options.gateways, log_dir=out_dir / "logs", admin_token=options.admin_token
+        )
+        print("starting the system (logs in " + str(out_dir / "logs") + ") ...", flush=True)
+        try:
+            target = system.start()
+        except BaseException:
+            system.stop()
+            raise
+    try:
+        report = _run_loop(simulate(options, target, out_dir))
+    finally:
+        if system is not None:
+            system.stop()
+    write_json(report, out_dir)
+    if options.plots:
+        plot(report, out_dir)
+    print_report(report)
+    print(f"report: {out_dir / 'report.json'}", flush=True)
+    return 0 if report["ok"] else 1
+
+
+def _run_loop(coro: Any) -> dict[str, Any]:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - declared via uvicorn[standard]
+        result: dict[str, Any] = asyncio.run(coro)
+        return result
+    result = uvloop.run(coro)
+    return result

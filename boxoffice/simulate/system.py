@@ -1,0 +1,171 @@
+"""The system under test: a running one (``--url``) or one started here from the dev
+supervisor's pieces: embedded Valkey / SQLite unless URLs are configured, migrations, then
+api_server, ticket_server, N gateways and the worker as ``boxoffice`` subprocesses on free
+ports, each logging to a file in the report folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+
+from boxoffice.db import migrate
+from boxoffice.dev import _stop, start_embedded_redis
+from boxoffice.services import SERVICES, WORKER_MODULE
+from shared.config import CommonSettings
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the simulated crowd goes, and what the verifier may look at."""
+
+    gateway_urls: list[str]
+    admin_token: str
+    secret_key: str
+    redis_url: str | None
+    heartbeat_timeout_s: float
+
+
+class MissingService(RuntimeError):
+    """A piece of the system is not in this checkout yet."""
+
+
+def missing_pieces() -> list[str]:
+    """Services (and the worker) this checkout does not have yet."""
+    import importlib.util
+
+    missing = [name for name, spec in SERVICES.items() if not spec.exists()]
+    try:
+        if importlib.util.find_spec(WORKER_MODULE) is None:
+            missing.append("worker")
+    except ModuleNotFoundError:
+        missing.append("worker")
+    return missing
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def remote_target(
+    urls: list[str], settings: CommonSettings, *, redis_url: str | None, admin_token: str | None
+) -> Target:
+    """A system somebody else runs (e.g. ``make run`` on :8000)."""
+    return Target(
+        gateway_urls=[u.rstrip("/") for u in urls],
+        admin_token=admin_token or settings.admin_token,
+        secret_key=settings.secret_key,
+        redis_url=redis_url or settings.redis_url,
+        heartbeat_timeout_s=float(settings.queue_heartbeat_timeout_s),
+    )
+
+
+class LocalSystem:
+    """Starts the whole system on this machine; ``stop()`` ends everything it started."""
+
+    def __init__(self, *, gateways: int, log_dir: Path, admin_token: str | None = None) -> None:
+        self.gateways = gateways
+        self.log_dir = log_dir
+        self.admin_token = admin_token
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self._embedded: list[Any] = []
+        self._logs: list[IO[bytes]] = []
+
+    def start(self, *, ready_timeout_s: float = 60.0) -> Target:
+        """Migrate, start every process, wait until each one is ready."""
+        missing = missing_pieces()
+        if missing:
+            raise MissingService("this checkout lacks: " + ", ".join(missing))
+        settings = CommonSettings()
+        env = dict(os.environ)
+        scratch = Path(tempfile.mkdtemp(prefix="bx-sim-"))
+        if not settings.database_url:
+            env["BOXOFFICE_DATABASE_URL"] = f"sqlite:///{scratch / 'boxoffice.sqlite3'}"
+        if not settings.redis_url:
+            server = start_embedded_redis(scratch)
+            self._embedded.append(server)
+            env["BOXOFFICE_REDIS_URL"] = server.connection_url + "/0"
+        migrate(env["BOXOFFICE_DATABASE_URL"])
+        api_port, ticket_port = free_port(), free_port()
+        env["BOXOFFICE_API_SERVER_URL"] = f"http://127.0.0.1:{api_port}"
+        env["BOXOFFICE_TICKET_SERVER_URL"] = f"http://127.0.0.1:{ticket_port}"
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        ready: list[str] = []
+        self._spawn("api", ["serve", "api", "--port", str(api_port)], env)
+        ready.append(env["BOXOFFICE_API_SERVER_URL"])
+        self._spawn("ticket", ["serve", "ticket", "--port", str(ticket_port)], env)
+        ready.append(env["BOXOFFICE_TICKET_SERVER_URL"])
+        gateway_urls = []
+        for i in range(self.gateways):
+            port = free_port()
+            self._spawn(f"gateway{i + 1}", ["serve", "gateway", "--port", str(port)], env)
+            gateway_urls.append(f"http://127.0.0.1:{port}")
+        self._spawn("worker", ["worker"], env)
+        self._wait_ready(ready + gateway_urls, ready_timeout_s)
+        return Target(
+            gateway_urls=gateway_urls,
+            admin_token=self.admin_token or settings.admin_token,
+            secret_key=settings.secret_key,
+            redis_url=env["BOXOFFICE_REDIS_URL"],
+            heartbeat_timeout_s=float(settings.queue_heartbeat_timeout_s),
+        )
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> None:
+        log = (self.log_dir / f"{name}.log").open("ab")
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "boxoffice.cli", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches the children only through us
+        )
+        self.procs.append((name, proc))
+
+    def _wait_ready(self, urls: list[str], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = list(urls)
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                self.check_alive()
+                url = pending[0]
+                try:
+                    if client.get(url + "/readyz").status_code == 200:
+                        pending.pop(0)
+                        continue
+                except httpx.HTTPError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"{url} not ready after {timeout_s:.0f}s (see {self.log_dir})"
+                    )
+                time.sleep(0.2)
+
+    def check_alive(self) -> None:
+        """Raise if a process died (its log is in the report folder)."""
+        for name, proc in self.procs:
+            code = proc.poll()
+            if code is not None:
+                raise RuntimeError(f"{name} exited with {code}; see {self.log_dir / name}.log")
+
+    def stop(self) -> None:
+        """Stop every process (SIGTERM, then SIGKILL after a grace period) and embedded server."""
+        _stop(self.procs)
+        self.procs.clear()
+        for server in self._embedded:
+            server.stop()
+        self._embedded.clear()
+        for log in self._logs:
+            log.close()
+        self._logs.clear()
