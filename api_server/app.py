@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api_server.admin.router import router as admin_router
 from api_server.catalog.router import router as catalog_router
 from api_server.config import Settings
-from api_server.errors import add_body_error_handler
+from api_server.errors import add_database_error_handler
 from api_server.rankings.router import router as rankings_router
 from api_server.stats.router import router as stats_router
 from shared.db.engine import make_engine, make_session_factory
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.read_database_url:
         checks["read_database"] = _engine_check("read_engine")
     install_common(app, service="api_server", checks=checks, max_body_bytes=MAX_BODY_BYTES)
-    add_body_error_handler(app, max_body_bytes=MAX_BODY_BYTES)
+    add_database_error_handler(app)
     for router in (catalog_router, rankings_router, stats_router, admin_router):
         app.include_router(router)
     return app

@@ -1,12 +1,17 @@
-"""api_server's errors: svckit's problem+json family, plus the reshaping of body-parsing
-failures that FastAPI reports as a bare 400."""
+"""api_server's errors: svckit's problem+json family (one error base for every service).
+
+Bad input is 422 (validation or ``Unprocessable``), unknown ids 404, the admin check
+401/403; body-parsing failures (non-UTF-8, over the size limit) are reshaped by svckit
+itself. The one addition: a database that cannot be reached is a 503 with ``Retry-After``
+(the client may retry), not an anonymous 500.
+"""
 
 from __future__ import annotations
 
-import inspect
+import logging
 
 from fastapi import FastAPI, Request
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from sqlalchemy.exc import OperationalError
 from starlette.responses import Response
 
 from svckit.errors import (
@@ -24,6 +29,8 @@ from svckit.errors import (
     request_id_of,
 )
 
+log = logging.getLogger("boxoffice.api_server")
+
 __all__ = [
     "AppError",
     "BadRequest",
@@ -34,45 +41,24 @@ __all__ = [
     "ServiceUnavailable",
     "Unauthorized",
     "Unprocessable",
-    "add_body_error_handler",
+    "add_database_error_handler",
     "add_exception_handlers",
     "problem_response",
 ]
 
 
-def add_body_error_handler(app: FastAPI, *, max_body_bytes: int) -> None:
-    """Turn FastAPI's "error parsing the body" 400 into the statuses API.md promises.
+def add_database_error_handler(app: FastAPI) -> None:
+    """Render "cannot reach the database" (``OperationalError``) as a 503 problem."""
 
-    FastAPI maps only ``JSONDecodeError`` to a validation error; a body that is not UTF-8
-    (``UnicodeDecodeError``) becomes a bare 400, and so does the request-context
-    middleware's over-limit signal when a chunked body (no Content-Length) passes the limit,
-    because FastAPI catches every exception raised while reading the body. API.md wants 422
-    and 413. Must run after ``install_common`` (it wraps svckit's handler).
-    """
-    inner = app.exception_handlers[StarletteHTTPException]
-
-    async def handler(request: Request, exc: Exception) -> Response:
-        cause = exc.__cause__
-        if isinstance(exc, StarletteHTTPException) and exc.status_code == 400 and cause:
-            if type(cause).__name__ == "_TooLarge":  # svckit.middleware's private signal
-                return problem_response(
-                    status=413,
-                    title="Content Too Large",
-                    detail=f"The request body exceeds {max_body_bytes} bytes.",
-                    slug="payload-too-large",
-                    request_id=request_id_of(request),
-                    headers={"Connection": "close"},
-                )
-            if isinstance(cause, ValueError):  # UnicodeDecodeError and friends
-                return problem_response(
-                    status=422,
-                    title="Unprocessable Content",
-                    detail="The request body is not valid UTF-8 JSON.",
-                    slug="validation-error",
-                    request_id=request_id_of(request),
-                    errors=[{"loc": ["body"], "msg": str(cause)[:200], "type": "json_invalid"}],
-                )
-        response = inner(request, exc)
-        return await response if inspect.isawaitable(response) else response
-
-    app.add_exception_handler(StarletteHTTPException, handler)
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(request: Request, exc: Exception) -> Response:
+        rid = request_id_of(request)
+        log.warning("database unavailable: %s", str(exc)[:300], extra={"request_id": rid})
+        return problem_response(
+            status=503,
+            title="Service Unavailable",
+            detail="The database is not available; retry shortly.",
+            slug="database-unavailable",
+            request_id=rid,
+            headers={"Retry-After": "1"},
+        )
