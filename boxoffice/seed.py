@@ -77,7 +77,7 @@ def seed_demo(url: str, *, max_active: int = 100, admit_per_second: float = 10.0
                 db.add(perf)
                 db.flush()
                 for days in day_offsets:
-                    # Day 0 is open for booking now; later dates open a week before they start.
+                    # Day 0 is open for booking now; later dates open tomorrow (before they start).
                     opens = now - timedelta(minutes=5) if days == 0 else now + timedelta(days=1)
                     db.add(
                         PerformanceSession(
