@@ -67,6 +67,9 @@ def build_parser(settings: WorkerSettings) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the worker; returns the process exit code (0 after a graceful stop)."""
     settings = WorkerSettings()
+    if argv and argv[0] == "--":
+        # ``boxoffice worker -- --batch-size 2000``: the CLI hands over the separator too.
+        argv = argv[1:]
     args = build_parser(settings).parse_args(argv)
     configure_logging(settings.log_level)
     for name, value in (
@@ -166,7 +169,13 @@ def _engine_options(settings: WorkerSettings) -> dict[str, object]:
     if settings.resolved_database_url().startswith("mysql"):
         # Short transactions that only touch their own rows: READ COMMITTED avoids the gap
         # locks that make concurrent inserting workers deadlock under REPEATABLE READ.
-        return {"isolation_level": "READ COMMITTED", "pool_size": 2, "max_overflow": 2}
+        return {
+            "isolation_level": "READ COMMITTED",
+            "pool_size": 2,
+            "max_overflow": 2,
+            # Without a read timeout a silently dropped connection would hang the loop forever.
+            "connect_args": {"read_timeout": 60, "write_timeout": 60},
+        }
     return {}
 
 

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import redis
 from sqlalchemy import Engine, select
@@ -98,6 +99,12 @@ def push(client: redis.Redis, *events: ReservationCompleted | ReservationCancell
         pipe.sadd(keys.EVENT_STREAMS, ev.session_id)
         pipe.xadd(keys.events_stream(ev.session_id), to_fields(ev))  # type: ignore[arg-type]
     return [r for r in pipe.execute() if isinstance(r, str)]
+
+
+def dead_letters(client: redis.Redis) -> list[tuple[str, dict[str, str]]]:
+    """The dead-letter stream's entries (``client`` decodes responses)."""
+    entries: Any = client.xrange(keys.DEAD_LETTER_STREAM)
+    return [(str(eid), dict(fields)) for eid, fields in entries]
 
 
 @dataclass(frozen=True)

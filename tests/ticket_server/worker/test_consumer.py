@@ -17,6 +17,7 @@ from tests.ticket_server.worker.support import (
     cancelled,
     completed,
     db_state,
+    dead_letters,
     expected_state,
     push,
 )
@@ -131,7 +132,7 @@ class TestConsume:
         w = make_worker()
         drain(w)
         assert db_state(clean_db) == expected_state([a, b])
-        dlq = redis_sync.xrange(keys.DEAD_LETTER_STREAM)
+        dlq = dead_letters(redis_sync)
         assert len(dlq) == 1
         _, letter = dlq[0]
         assert letter["entry_id"] == bad_id
@@ -160,7 +161,7 @@ class TestConsume:
             w.step()
             time.sleep(0.02)
         assert group_backlog(redis_sync).lag == 0
-        ((_, letter),) = redis_sync.xrange(keys.DEAD_LETTER_STREAM)
+        ((_, letter),) = dead_letters(redis_sync)
         assert letter["reason"] == "max_attempts"
         assert letter["deliveries"] == "4"
         assert _sample(w.metrics, "boxoffice_worker_apply_failures_total") == 3
@@ -198,7 +199,7 @@ class TestConsume:
                 t.join(5)
         assert not any(t.is_alive() for t in threads)
         assert group_backlog(redis_sync).lag == 0
-        assert db_state(clean_db) == expected_state(done + cancels)
+        assert db_state(clean_db) == expected_state([*done, *cancels])
         applied = [
             _sample(
                 w.metrics,
