@@ -22,7 +22,13 @@ from gateway.config import Settings
 from gateway.front import GatewayFront
 from gateway.identity.router import router as identity_router
 from gateway.metrics import GatewayMetrics
-from gateway.proxy import Upstream, fast_transport, make_upstream, stock_transport
+from gateway.proxy import (
+    Upstream,
+    aiohttp_transport,
+    fast_transport,
+    make_upstream,
+    stock_transport,
+)
 from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
 from gateway.ratelimit_api import ClientAddressResolver, RateLimiter, socket_peer
 from svckit.errors import add_exception_handlers
@@ -77,6 +83,9 @@ def create_app(
             owns_transport = False
         elif settings.upstream_transport == "httpx":
             shared_transport = stock_transport(settings)
+            owns_transport = True
+        elif settings.upstream_transport == "aiohttp":
+            shared_transport = aiohttp_transport(settings)
             owns_transport = True
         else:
             shared_transport = fast_transport(settings)

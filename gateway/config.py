@@ -109,9 +109,10 @@ class Settings(CommonSettings):
     upstream_pool_timeout_s: float = Field(default=2.0, gt=0)
     upstream_max_connections: int = Field(default=256, ge=1)
     upstream_max_keepalive: int = Field(default=128, ge=0)
-    # "fast": the gateway's own aiohttp-based transport (chosen by measurement, see
-    # BENCHMARKS.md); "httpx": stock httpcore, which a plain ``respx.mock`` intercepts.
-    upstream_transport: Literal["fast", "httpx"] = "fast"
+    # "fast": the gateway's own httptools transport (gateway/transport.py, chosen by
+    # measurement, see BENCHMARKS.md); "httpx": stock httpcore, which a plain ``respx.mock``
+    # intercepts; "aiohttp": httpx-aiohttp's transport (kept for the benchmark comparison).
+    upstream_transport: Literal["fast", "httpx", "aiohttp"] = "fast"
     # Extra attempts for idempotent requests whose connection failed (never after a byte
     # was sent upstream for a non-idempotent one).
     upstream_retries: int = Field(default=2, ge=0, le=5)

@@ -482,12 +482,13 @@ class GatewayFront:
         else:
             body = stream_body(receive, self.limit)
 
-        url = upstream.url(match.upstream_path, scope.get("query_string", b""))
+        query: bytes = scope.get("query_string", b"")
+        target = match.upstream_path + b"?" + query if query else match.upstream_path
         try:
             response = await send_upstream(
                 upstream,
                 method,
-                url,
+                target,
                 headers,
                 body,
                 retries=self.retries,
@@ -513,21 +514,17 @@ class GatewayFront:
                 [(b"connection", b"close")],
             ) from e
 
-        status = response.status_code
+        status = response.status
         try:
-            raw = response.headers.raw
-            rnamed = connection_named(raw) if b"connection" in (n.lower() for n, _ in raw) else ()
-            out = [
-                (n, v)
-                for n, v in raw
-                if (ln := n.lower()) not in _RESPONSE_DROP and ln not in rnamed
-            ]
+            raw = response.headers
+            rnamed = connection_named(raw)
+            out = [(n, v) for n, v in raw if n not in _RESPONSE_DROP and n not in rnamed]
             out.append((b"x-request-id", rid.encode()))
             out.extend(extra)
             await send({"type": "http.response.start", "status": status, "headers": out})
             # Hold back one chunk so the last one goes with more_body=False (one send fewer).
             pending: bytes | None = None
-            async for chunk in response.stream:  # type: ignore[union-attr]
+            async for chunk in response:
                 if not chunk:
                     continue
                 if pending is not None:

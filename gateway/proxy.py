@@ -13,13 +13,14 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
 from gateway.circuit import CircuitBreaker
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
+from gateway.transport import FastTransport
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -117,9 +118,18 @@ class Upstream:
     host: str
     port: int | None
 
-    def url(self, raw_path: bytes, query: bytes) -> httpx.URL:
-        """The upstream URL for an already-validated raw path and query string."""
-        target = raw_path + b"?" + query if query else raw_path
+    @property
+    def port_or_default(self) -> int:
+        """The port to connect to."""
+        return self.port or (443 if self.scheme == b"https" else 80)
+
+    @property
+    def host_header(self) -> bytes:
+        """The Host header value for this upstream."""
+        return self.base_url.netloc
+
+    def url(self, target: bytes) -> httpx.URL:
+        """The upstream URL of an already-validated raw path (+ query)."""
         return httpx.URL(
             scheme=self.base_url.scheme,
             host=self.host,
@@ -139,10 +149,18 @@ def stock_transport(settings: Settings) -> httpx.AsyncBaseTransport:
     )
 
 
-def fast_transport(settings: Settings) -> httpx.AsyncBaseTransport:
-    """The production transport (an aiohttp connection pool behind httpx's API)."""
-    from gateway.transport import FastTransport
+def aiohttp_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """httpx-aiohttp's transport (only for comparison in ``bench/gateway_proxy.py``)."""
+    from httpx_aiohttp import AiohttpTransport
 
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(
+        limits=httpx.Limits(max_connections=settings.upstream_max_connections)
+    )
+    return transport
+
+
+def fast_transport(settings: Settings) -> httpx.AsyncBaseTransport:
+    """The production transport (gateway/transport.py: httptools on asyncio, httpx API)."""
     return FastTransport(
         max_connections=settings.upstream_max_connections,
         connect_timeout_s=settings.upstream_connect_timeout_s,
@@ -245,18 +263,73 @@ async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             return
 
 
+class _HttpxAdapter:
+    """An ``httpx.Response`` seen through the proxy's response interface."""
+
+    __slots__ = ("_response", "headers", "status")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.status = response.status_code
+        self.headers = [(n.lower(), v) for n, v in response.headers.raw]
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._response.stream.__aiter__()  # type: ignore[union-attr]
+
+    async def aclose(self) -> None:
+        await self._response.aclose()
+
+
+class UpstreamResponse(Protocol):
+    """What the proxy streams back: status, lower-cased raw headers, body chunks."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+
+    def __aiter__(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+async def _send_once(
+    upstream: Upstream,
+    method: str,
+    target: bytes,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | AsyncIterator[bytes] | None,
+) -> UpstreamResponse:
+    transport = upstream.transport
+    if isinstance(transport, FastTransport):
+        return await transport.request_raw(
+            method.encode(),
+            upstream.host,
+            upstream.port_or_default,
+            target,
+            headers,
+            body,
+            host_header=upstream.host_header,
+            connect_timeout=upstream.timeout["connect"],
+            read_timeout=upstream.timeout["read"],
+            pool_timeout=upstream.timeout["pool"],
+        )
+    request = httpx.Request(method, upstream.url(target), headers=headers, content=body)
+    request.extensions["timeout"] = upstream.timeout
+    return _HttpxAdapter(await transport.handle_async_request(request))
+
+
 async def send_upstream(
     upstream: Upstream,
     method: str,
-    url: httpx.URL,
+    target: bytes,
     headers: list[tuple[bytes, bytes]],
     body: bytes | AsyncIterator[bytes] | None,
     *,
     retries: int,
     backoff_s: float,
     metrics: GatewayMetrics,
-) -> httpx.Response:
-    """Send one request, retrying connection failures of idempotent requests (bounded)."""
+) -> UpstreamResponse:
+    """Send one request (``target`` = raw path and query), retrying connection failures of
+    idempotent requests with a replayable body (bounded); feeds the circuit breaker."""
     breaker = upstream.breaker
     attempt = 0
     retryable = method in IDEMPOTENT and not isinstance(body, AsyncIterator)
@@ -269,10 +342,8 @@ async def send_upstream(
                 f"upstream '{upstream.name}' is unavailable (circuit open)",
                 retry_after=breaker.retry_after(),
             )
-        request = httpx.Request(method, url, headers=headers, content=body)
-        request.extensions["timeout"] = upstream.timeout
         try:
-            response = await upstream.transport.handle_async_request(request)
+            response = await _send_once(upstream, method, target, headers, body)
         except (BodyTooLarge, ClientGone):
             breaker.release()
             raise

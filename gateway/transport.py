@@ -1,18 +1,460 @@
-"""The production upstream transport: httpx's API on an aiohttp connection pool.
+"""The production upstream transport: a small keep-alive HTTP/1.1 client on asyncio
+protocols and ``httptools`` (the parser uvicorn uses), behind httpx's transport API.
 
-Stock httpcore costs ~1 ms CPU per proxied request here (its pool polls every connection on
-each acquire/release); see BENCHMARKS.md for the measurements behind this choice.
+Why our own: measured on this machine (BENCHMARKS.md, ``bench/gateway_proxy.py``), stock
+httpcore costs several times the upstream's own CPU per proxied request, and even building
+an ``httpx.URL``/``httpx.Request`` per request costs ~100 µs. So:
+
+- ``FastTransport.handle_async_request`` serves ``httpx.AsyncClient`` users (readiness checks,
+  the queue's api_server client) like any httpx transport;
+- ``FastTransport.request_raw`` is the proxy's hot path: bytes in, bytes out, no httpx
+  objects. Everything above it (header hygiene, retries, circuit breaker, error mapping) is
+  shared with the httpx path that the respx-based tests exercise; ``tests/gateway/
+  test_transport.py`` tests this module against a real socket server.
+
+Errors are raised as httpx exceptions (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
+``RemoteProtocolError``, ``ReadError``, ``PoolTimeout``) so callers map one family only.
 """
 
 from __future__ import annotations
 
-from httpx_aiohttp import AiohttpTransport
+import asyncio
+import collections
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httptools
+import httpx
+
+_HIGH_WATER = 256 * 1024  # pause reading the upstream when this much body is unconsumed
+_LOW_WATER = 64 * 1024
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 
-class FastTransport(AiohttpTransport):
-    """aiohttp-backed transport (first version: httpx-aiohttp as is)."""
+class _Conn(asyncio.Protocol):
+    """One upstream connection; parses responses with httptools, one at a time."""
 
-    def __init__(self, *, max_connections: int, connect_timeout_s: float) -> None:
-        import httpx
+    def __init__(self, pool: _Pool) -> None:
+        self.pool = pool
+        self.loop = pool.loop
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.counted = True  # counts against the pool's max_connections
+        self.reused = False
+        self.idle_since = 0.0
+        self._write_paused = False
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._reset()
 
-        super().__init__(limits=httpx.Limits(max_connections=max_connections))
+    def _reset(self) -> None:
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.head_waiter: asyncio.Future[None] | None = None
+        self.chunks: collections.deque[bytes] = collections.deque()
+        self.buffered = 0
+        self.body_waiter: asyncio.Future[None] | None = None
+        self.done = False
+        self.got_bytes = False
+        self.error: Exception | None = None
+        self.reading_paused = False
+        self.head_only = False
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as e:
+            self._fail(httpx.RemoteProtocolError(f"bad upstream response: {e}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.done:
+            if self.head_waiter is None or not self.head_waiter.done():
+                err: Exception = httpx.RemoteProtocolError(
+                    "upstream closed the connection without a response"
+                )
+            else:
+                err = httpx.ReadError("upstream closed the connection mid-response")
+            self._fail(err)
+        self.pool.discard(self)
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_exception(httpx.WriteError("upstream connection lost"))
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    async def drain(self) -> None:
+        """Wait until the socket buffer accepts more (request body back-pressure)."""
+        if self.closed:
+            raise httpx.WriteError("upstream connection lost")
+        if self._write_paused:
+            self._drain_waiter = self.loop.create_future()
+            await self._drain_waiter
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()
+        if self.head_waiter is not None and not self.head_waiter.done():
+            self.head_waiter.set_result(None)
+        if self.head_only:
+            # httptools cannot be told the request was HEAD: it would wait for the body
+            # that Content-Length announces. The response is complete; the connection is
+            # not reused.
+            self.done = True
+            self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        self.chunks.append(body)
+        self.buffered += len(body)
+        if self.buffered > _HIGH_WATER and not self.reading_paused and self.transport:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        self.done = True
+        self._wake()
+
+    # helpers
+    def _wake(self) -> None:
+        w = self.body_waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, err: Exception) -> None:
+        if self.error is None:
+            self.error = err
+        for w in (self.head_waiter, self.body_waiter):
+            if w is not None and not w.done():
+                w.set_exception(err)
+
+    def close(self) -> None:
+        """Close the socket (the pool forgets it in ``connection_lost``)."""
+        for w in (self.head_waiter, self.body_waiter):
+            if w is not None and w.done() and not w.cancelled():
+                w.exception()  # mark retrieved: the error was reported another way
+        if self.transport is not None and not self.closed:
+            self.transport.close()
+        self.closed = True
+        self.pool.discard(self)
+
+    async def wait(self, waiter: asyncio.Future[None], timeout: float | None) -> None:
+        """Await ``waiter``; past ``timeout`` fail it with ReadTimeout (one timer, no task)."""
+        if timeout is None:
+            await waiter
+            return
+        handle = self.loop.call_later(timeout, self._on_timeout, waiter)
+        try:
+            await waiter
+        finally:
+            handle.cancel()
+
+    def _on_timeout(self, waiter: asyncio.Future[None]) -> None:
+        if not waiter.done():
+            err = httpx.ReadTimeout("upstream did not answer in time")
+            self.error = err
+            waiter.set_exception(err)
+            self.close()
+
+
+class RawResponse:
+    """A streamed upstream response: ``status``, lower-cased raw ``headers``, body chunks."""
+
+    __slots__ = ("_conn", "_read_timeout", "_released", "headers", "status")
+
+    def __init__(self, conn: _Conn, read_timeout: float | None) -> None:
+        self._conn = conn
+        self._read_timeout = read_timeout
+        self._released = False
+        self.status = conn.status
+        self.headers = conn.headers
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        conn = self._conn
+        chunks = conn.chunks
+        while True:
+            if chunks:
+                chunk = chunks.popleft()
+                conn.buffered -= len(chunk)
+                if conn.reading_paused and conn.buffered < _LOW_WATER and conn.transport:
+                    conn.reading_paused = False
+                    conn.transport.resume_reading()
+                yield chunk
+                continue
+            if conn.done:
+                return
+            if conn.error is not None:
+                raise conn.error
+            conn.body_waiter = conn.loop.create_future()
+            await conn.wait(conn.body_waiter, self._read_timeout)
+
+    async def aclose(self) -> None:
+        """Give the connection back to the pool if the body was read to the end, else close
+        it (unread bytes would corrupt the next response)."""
+        if self._released:
+            return
+        self._released = True
+        conn = self._conn
+        if conn.done and conn.keep_alive and conn.error is None and not conn.closed:
+            conn.pool.release(conn)
+        else:
+            conn.close()
+
+
+class _Pool:
+    """Keep-alive connections to one (host, port); LIFO so hot connections stay hot."""
+
+    def __init__(self, host: str, port: int, max_connections: int, keepalive_s: float) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.host = host
+        self.port = port
+        self.max_connections = max_connections
+        self.keepalive_s = keepalive_s
+        self.idle: list[_Conn] = []
+        self.total = 0
+        self.waiters: collections.deque[asyncio.Future[_Conn | None]] = collections.deque()
+
+    async def acquire(self, connect_timeout: float | None, pool_timeout: float | None) -> _Conn:
+        idle = self.idle
+        while True:
+            while idle:
+                conn = idle.pop()
+                transport = conn.transport
+                if (
+                    conn.closed
+                    or transport is None
+                    or transport.is_closing()
+                    or time.monotonic() - conn.idle_since > self.keepalive_s
+                ):
+                    conn.close()
+                    continue
+                conn.reused = True
+                return conn
+            if self.total < self.max_connections:
+                self.total += 1
+                return await self._connect(connect_timeout)
+            waiter: asyncio.Future[_Conn | None] = self.loop.create_future()
+            self.waiters.append(waiter)
+            try:
+                got = await asyncio.wait_for(waiter, pool_timeout)
+            except TimeoutError as e:
+                raise httpx.PoolTimeout("no free upstream connection in time") from e
+            finally:
+                if waiter in self.waiters:
+                    self.waiters.remove(waiter)
+            if got is not None:
+                got.reused = True
+                return got
+
+    async def _connect(self, timeout: float | None) -> _Conn:
+        try:
+            _, conn = await asyncio.wait_for(
+                self.loop.create_connection(lambda: _Conn(self), self.host, self.port), timeout
+            )
+        except TimeoutError as e:
+            self._slot_freed()
+            raise httpx.ConnectTimeout(f"connect to {self.host}:{self.port} timed out") from e
+        except OSError as e:
+            self._slot_freed()
+            raise httpx.ConnectError(f"connect to {self.host}:{self.port}: {e}") from e
+        except BaseException:
+            self._slot_freed()
+            raise
+        return conn
+
+    def release(self, conn: _Conn) -> None:
+        conn._reset()
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(conn)
+                return
+        conn.idle_since = time.monotonic()
+        self.idle.append(conn)
+
+    def discard(self, conn: _Conn) -> None:
+        if conn.counted:
+            conn.counted = False
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        self.total -= 1
+        # Wake one waiter: it loops in acquire() and connects anew in the freed slot.
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def aclose(self) -> None:
+        for conn in self.idle:
+            conn.close()
+        self.idle.clear()
+
+
+class FastTransport(httpx.AsyncBaseTransport):
+    """Pooled HTTP/1.1 to plain-``http`` upstreams (the gateway's backends)."""
+
+    def __init__(
+        self,
+        *,
+        max_connections: int = 256,
+        connect_timeout_s: float = 1.0,
+        keepalive_s: float = 4.0,
+    ) -> None:
+        self.max_connections = max_connections
+        self.connect_timeout_s = connect_timeout_s
+        # Below uvicorn's default keep-alive (5 s) so we drop a connection before the
+        # server does; a request on a connection the server is closing would fail.
+        self.keepalive_s = keepalive_s
+        self._pools: dict[tuple[str, int], _Pool] = {}
+
+    def _pool(self, host: str, port: int) -> _Pool:
+        pool = self._pools.get((host, port))
+        if pool is None:
+            pool = _Pool(host, port, self.max_connections, self.keepalive_s)
+            self._pools[(host, port)] = pool
+        return pool
+
+    async def request_raw(
+        self,
+        method: bytes,
+        host: str,
+        port: int,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | AsyncIterator[bytes] | None,
+        *,
+        host_header: bytes,
+        connect_timeout: float | None,
+        read_timeout: float | None,
+        pool_timeout: float | None = None,
+    ) -> RawResponse:
+        """Send one request and return once the response head arrived (body streamed).
+        A kept-alive connection found dead before any response byte is replaced once for
+        idempotent requests with a replayable body."""
+        pool = self._pool(host, port)
+        lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
+        has_length = False
+        for name, value in headers:
+            if name == b"content-length":
+                has_length = True
+            lines += (name, b": ", value, b"\r\n")
+        streamed = body is not None and not isinstance(body, bytes)
+        if streamed and not has_length:
+            lines.append(b"transfer-encoding: chunked\r\n")
+        elif isinstance(body, bytes) and not has_length:
+            lines += (b"content-length: ", str(len(body)).encode(), b"\r\n")
+        lines.append(b"\r\n")
+        head = b"".join(lines)
+        replayable = not streamed and method in _IDEMPOTENT
+        for attempt in (0, 1):
+            conn = await pool.acquire(connect_timeout, pool_timeout)
+            conn.head_only = method == b"HEAD"
+            conn.head_waiter = conn.loop.create_future()
+            transport = conn.transport
+            assert transport is not None
+            try:
+                if streamed:
+                    transport.write(head)
+                    await self._write_stream(conn, body, chunked=not has_length)  # type: ignore[arg-type]
+                else:
+                    transport.write(head + body if body else head)  # type: ignore[operator]
+                await conn.wait(conn.head_waiter, read_timeout)
+            except httpx.RemoteProtocolError:
+                retry = conn.reused and not conn.got_bytes and replayable and attempt == 0
+                conn.close()
+                if retry:
+                    continue
+                raise
+            except BaseException:
+                conn.close()
+                raise
+            return RawResponse(conn, read_timeout)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    async def _write_stream(conn: _Conn, body: AsyncIterator[bytes], *, chunked: bool) -> None:
+        transport = conn.transport
+        assert transport is not None
+        async for chunk in body:
+            if not chunk:
+                continue
+            if chunked:
+                transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                transport.write(chunk)
+            await conn.drain()
+        if chunked:
+            transport.write(b"0\r\n\r\n")
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The httpx transport API (used by ``httpx.AsyncClient`` callers)."""
+        url = request.url
+        if url.scheme != "http":
+            raise httpx.UnsupportedProtocol("FastTransport speaks plain http to backends only")
+        timeout: dict[str, Any] = request.extensions.get("timeout", {})
+        try:
+            body: bytes | AsyncIterator[bytes] | None = request.content or None
+        except httpx.RequestNotRead:
+            body = request.stream.__aiter__()  # type: ignore[union-attr]
+        headers = [
+            (n.lower(), v)
+            for n, v in request.headers.raw
+            if n.lower() not in (b"host", b"transfer-encoding")
+        ]
+        port = url.port or 80
+        raw = await self.request_raw(
+            request.method.encode(),
+            url.host,
+            port,
+            url.raw_path,
+            headers,
+            body,
+            host_header=url.netloc,
+            connect_timeout=timeout.get("connect", self.connect_timeout_s),
+            read_timeout=timeout.get("read"),
+            pool_timeout=timeout.get("pool"),
+        )
+        return httpx.Response(
+            raw.status,
+            headers=raw.headers,
+            stream=_HttpxStream(raw),
+            request=request,
+            extensions={"http_version": b"HTTP/1.1"},
+        )
+
+    async def aclose(self) -> None:
+        """Close every pooled connection."""
+        for pool in self._pools.values():
+            await pool.aclose()
+        self._pools.clear()
+
+
+class _HttpxStream(httpx.AsyncByteStream):
+    def __init__(self, raw: RawResponse) -> None:
+        self._raw = raw
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._raw:
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._raw.aclose()

@@ -1,0 +1,266 @@
+"""Gateway proxy overhead: direct upstream vs through the gateway, side by side.
+
+    .venv/bin/python bench/gateway_proxy.py [--duration 10] [--connections 32]
+        [--transports fast,httpx] [--redis-url redis://127.0.0.1:6379/2]
+
+Starts a tiny FastAPI upstream (a catalog-like JSON GET) and the gateway with uvicorn
+(uvloop + httptools) on free ports, drives load with ``wrk`` (``apt-get install -y wrk``;
+falls back to a small aiohttp load generator), and prints: direct req/s, gateway req/s, the
+ratio, CPU µs per request of each process (from ``/proc/<pid>/stat`` utime+stime deltas), and
+the p50 latency the gateway adds at one connection. Goals (issue 3): gateway ≥ 45% of direct
+req/s; gateway CPU per request ≤ 2× the upstream's in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+TICK = os.sysconf("SC_CLK_TCK")
+PATH = "/api/venues?offset=0&limit=20"
+
+
+def upstream_app() -> Any:  # run in a subprocess
+    """The stand-in api_server: one small JSON GET, like a catalog page."""
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    venues = {
+        "items": [
+            {"id": i, "name": f"Hall {i}", "address": "424 Olympic-ro, Seoul", "seat_count": 500}
+            for i in range(1, 4)
+        ],
+        "total": 3,
+        "offset": 0,
+        "limit": 20,
+    }
+
+    @app.get("/api/venues")
+    async def list_venues(offset: int = 0, limit: int = 20) -> dict[str, object]:
+        return venues
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
+
+
+def wait_ready(port: int, path: str = "/healthz", timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+                if s.recv(64).startswith(b"HTTP/1.1 200"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing ready on port {port}")
+
+
+def start_upstream(port: int) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, __file__, "--serve-upstream", str(port)]
+    proc = subprocess.Popen(argv, cwd=ROOT)
+    wait_ready(port)
+    return proc
+
+
+def start_gateway(
+    port: int, upstream_port: int, transport: str, args: argparse.Namespace
+) -> subprocess.Popen[bytes]:
+    env = dict(os.environ)
+    env.update(
+        BOXOFFICE_API_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
+        BOXOFFICE_TICKET_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
+        BOXOFFICE_REDIS_URL=args.redis_url,
+        BOXOFFICE_UPSTREAM_TRANSPORT=transport,
+        BOXOFFICE_LOG_LEVEL=args.log_level,
+    )
+    if not args.rate_limit:
+        # This benchmark measures the proxy; bench/ratelimit measures the limiter's cost.
+        env["BOXOFFICE_RATE_LIMIT"] = '{"enabled": false}'
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "gateway.app:create_app",
+        "--factory",
+        "--port",
+        str(port),
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--no-access-log",
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    wait_ready(port)
+    return proc
+
+
+def run_wrk(url: str, connections: int, duration: float) -> tuple[float, int, float]:
+    """(req/s, total requests, p50 ms) from wrk."""
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{int(duration)}s",
+            "--latency",
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    p50m = re.search(r"50%\s+([\d.]+)(us|ms|s)", out)
+    p50 = float(p50m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[p50m.group(2)]  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"  !! {errors.group(1)} non-2xx responses from {url}")
+    return rps, total, p50
+
+
+async def _py_load(url: str, connections: int, duration: float) -> tuple[float, int, float]:
+    import aiohttp
+
+    latencies: list[float] = []
+    count = 0
+    stop = time.monotonic() + duration
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal count
+        while time.monotonic() < stop:
+            t0 = time.perf_counter()
+            async with session.get(url) as r:
+                await r.read()
+            latencies.append(time.perf_counter() - t0)
+            count += 1
+
+    conn = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=conn) as session:
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker(session) for _ in range(connections)))
+        elapsed = time.monotonic() - t0
+    latencies.sort()
+    return count / elapsed, count, latencies[len(latencies) // 2] * 1000
+
+
+def load(url: str, connections: int, duration: float) -> tuple[float, int, float]:
+    if shutil.which("wrk"):
+        return run_wrk(url, connections, duration)
+    return asyncio.run(_py_load(url, connections, duration))
+
+
+def measure(
+    url: str, pids: list[int], connections: int, duration: float
+) -> tuple[float, float, list[float]]:
+    before = [cpu_ticks(p) for p in pids]
+    rps, total, p50 = load(url, connections, duration)
+    after = [cpu_ticks(p) for p in pids]
+    cpu_us = [(a - b) / TICK * 1e6 / max(total, 1) for a, b in zip(after, before, strict=True)]
+    return rps, p50, cpu_us
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve-upstream", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--transports", default="fast")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
+    parser.add_argument("--log-level", default="WARNING", help="the gateway's log level")
+    parser.add_argument(
+        "--rate-limit", action="store_true", help="keep the gateway's default rate limiting on"
+    )
+    args = parser.parse_args()
+
+    if args.serve_upstream:
+        import uvicorn
+
+        uvicorn.run(
+            upstream_app(),
+            port=args.serve_upstream,
+            loop="uvloop",
+            http="httptools",
+            access_log=False,
+            log_level="warning",
+        )
+        return 0
+
+    with open("/proc/loadavg") as f:
+        print(f"load average before: {' '.join(f.read().split()[:3])}; cores: {os.cpu_count()}")
+    print(
+        f"load generator: {'wrk' if shutil.which('wrk') else 'python/aiohttp'}, "
+        f"{args.connections} connections, {args.duration:.0f}s per run"
+    )
+    up_port = free_port()
+    upstream = start_upstream(up_port)
+    procs = [upstream]
+    try:
+        direct_url = f"http://127.0.0.1:{up_port}{PATH}"
+        load(direct_url, args.connections, 2)  # warm-up
+        d_rps, _, d_cpu = measure(direct_url, [upstream.pid], args.connections, args.duration)
+        _, d_p50, _ = measure(direct_url, [upstream.pid], 1, max(3.0, args.duration / 2))
+        print(
+            f"direct upstream: {d_rps:9.0f} req/s  upstream CPU {d_cpu[0]:6.0f} µs/req  "
+            f"p50@1conn {d_p50:.3f} ms"
+        )
+        for transport in args.transports.split(","):
+            gw_port = free_port()
+            gateway = start_gateway(gw_port, up_port, transport, args)
+            procs.append(gateway)
+            gw_url = f"http://127.0.0.1:{gw_port}{PATH}"
+            load(gw_url, args.connections, 2)  # warm-up (pool, caches)
+            g_rps, _, cpus = measure(
+                gw_url, [gateway.pid, upstream.pid], args.connections, args.duration
+            )
+            _, g_p50, _ = measure(gw_url, [gateway.pid], 1, max(3.0, args.duration / 2))
+            gw_cpu, up_cpu = cpus
+            print(
+                f"gateway [{transport:5s}]: {g_rps:9.0f} req/s  = {g_rps / d_rps:6.1%} of direct"
+                f"  | CPU gateway {gw_cpu:6.0f} µs/req, upstream {up_cpu:6.0f} µs/req"
+                f" (ratio {gw_cpu / up_cpu:4.2f}x)"
+                f"  | added p50@1conn {g_p50 - d_p50:+.3f} ms"
+            )
+            gateway.terminate()
+            gateway.wait(10)
+            procs.remove(gateway)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+    with open("/proc/loadavg") as f:
+        print(f"load average after: {' '.join(f.read().split()[:3])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
