@@ -7,7 +7,7 @@ import contextlib
 import random
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -474,6 +474,8 @@ def run(options: SimOptions) -> int:
             options.url, settings, redis_url=options.redis_url, admin_token=options.admin_token
         )
     else:
+        # Our own gateways trust our X-Forwarded-For (see LocalSystem.start).
+        options = replace(options, forwarded_for=True)
         system = LocalSystem(
             gateways=options.gateways, log_dir=out_dir / "logs", admin_token=options.admin_token
         )

@@ -96,6 +96,10 @@ class LocalSystem:
             server = start_embedded_redis(scratch)
             self._embedded.append(server)
             env["BOXOFFICE_REDIS_URL"] = server.connection_url + "/0"
+        # Every simulated person comes from this machine: trust our own X-Forwarded-For so
+        # each person gets an address of their own (per-address limits such as guest logins
+        # would otherwise throttle the whole crowd as one client).
+        env.setdefault("BOXOFFICE_TRUSTED_PROXIES", "127.0.0.1/32")
         migrate(env["BOXOFFICE_DATABASE_URL"])
         api_port, ticket_port = free_port(), free_port()
         env["BOXOFFICE_API_SERVER_URL"] = f"http://127.0.0.1:{api_port}"
