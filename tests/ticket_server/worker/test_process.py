@@ -210,7 +210,7 @@ class TestWorkerProcess:
 
 def _pending_of(client: redis.Redis, consumer: str) -> int:
     total = 0
-    for member in client.smembers(keys.EVENT_STREAMS):  # type: ignore[union-attr]
+    for member in client.smembers(keys.EVENT_STREAMS):
         info: Any = client.xpending_range(
             keys.events_stream(int(member)), keys.WORKER_GROUP, "-", "+", 1, consumername=consumer
         )
