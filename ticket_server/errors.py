@@ -39,29 +39,26 @@ __all__ = [
 log = logging.getLogger("boxoffice.ticket_server")
 
 
+def _unavailable(request: Request, detail: str) -> Response:
+    return problem_response(
+        status=503,
+        title="Service Unavailable",
+        detail=detail,
+        slug="unavailable",
+        request_id=request_id_of(request),
+        headers={"Retry-After": "1"},
+    )
+
+
 def add_storage_handlers(app: FastAPI) -> None:
     """Map Redis and database failures to 503 problems."""
 
     @app.exception_handler(RedisError)
     async def _redis(request: Request, exc: RedisError) -> Response:
         log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
-        return problem_response(
-            status=503,
-            title="Service Unavailable",
-            detail="Booking storage is unavailable; try again shortly.",
-            slug="unavailable",
-            request_id=request_id_of(request),
-            headers={"Retry-After": "1"},
-        )
+        return _unavailable(request, "Booking storage is unavailable; try again shortly.")
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> Response:
         log.warning("database unavailable: %s", type(exc.orig).__name__)
-        return problem_response(
-            status=503,
-            title="Service Unavailable",
-            detail="The catalog database is unavailable; try again shortly.",
-            slug="unavailable",
-            request_id=request_id_of(request),
-            headers={"Retry-After": "1"},
-        )
+        return _unavailable(request, "The catalog database is unavailable; try again shortly.")

@@ -19,9 +19,9 @@ def check_seat_ids(seat_ids: list[int], *, limit: int) -> None:
     if len(set(seat_ids)) != len(seat_ids):
         dupes = sorted({s for s in seat_ids if seat_ids.count(s) > 1})
         raise Unprocessable("seat_ids contains duplicates.", duplicate_seat_ids=dupes)
-    bad = [s for s in seat_ids if not 1 <= s <= MAX_ID]
-    if bad:
-        raise Unprocessable("seat_ids must be positive 64-bit integers.", unknown_seat_ids=bad)
+    if any(not 1 <= s <= MAX_ID for s in seat_ids):
+        # Not echoed: an out-of-range int cannot even be rendered as a JSON number here.
+        raise Unprocessable("seat_ids must be positive 64-bit integers.")
     if len(seat_ids) > limit:
         raise Unprocessable(
             f"At most {limit} seats per user in a session.", limit=limit, requested=len(seat_ids)

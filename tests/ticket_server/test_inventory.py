@@ -1,0 +1,110 @@
+"""Seat maps are loaded from the catalog once, under a lock, however many first requests
+(and instances) race for it; unknown sessions are 404."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from shared import keys
+from tests.ticket_server.conftest import CatalogSession, User, create_session
+from tests.ticket_server.helpers import assert_problem, statuses
+from ticket_server.inventory import repository
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count (and slow down) catalog loads so that racing first requests overlap."""
+    calls: list[int] = []
+    lock = threading.Lock()
+    real = repository.load_session_seats
+
+    def counting(engine, session_id):
+        with lock:
+            calls.append(session_id)
+        time.sleep(0.2)
+        return real(engine, session_id)
+
+    monkeypatch.setattr("ticket_server.inventory.service.load_session_seats", counting)
+    return calls
+
+
+async def test_concurrent_first_requests_on_two_instances_load_once(
+    make_client, session: CatalogSession, load_calls, redis_sync
+):
+    a, b = await make_client(), await make_client()
+    sid = session.session_id
+    users = [User.new() for _ in range(20)]
+    rs = await asyncio.gather(
+        *(
+            (a if i % 2 else b).get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
+            for i, u in enumerate(users)
+        ),
+        *(
+            (a if i % 2 else b).post(
+                f"/api/ticketing/sessions/{sid}/holds",
+                headers=u.headers(sid),
+                json={"seat_ids": [session.seat_ids[i]]},
+            )
+            for i, u in enumerate(users[:10])
+        ),
+    )
+    assert [r.status_code for r in rs] == [200] * 20 + [201] * 10
+    assert load_calls == [sid]
+    assert redis_sync.sismember(keys.EVENT_STREAMS, str(sid))
+    assert int(redis_sync.hget(keys.session_info(sid), "seat_count")) == len(session.seat_ids)
+    assert not redis_sync.exists(keys.inventory_lock(sid))
+
+
+async def test_seat_map_shape(client, session: CatalogSession):
+    u = User.new()
+    sid = session.session_id
+    r = await client.get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
+    body = r.json()
+    assert body["session_id"] == sid
+    assert [s["seat_id"] for s in body["seats"]] == session.seat_ids
+    first = body["seats"][0]
+    assert set(first) == {"seat_id", "label", "grade", "price", "status"}
+    assert first["label"] == "A-1"
+    assert first["grade"] == "VIP"
+    assert float(first["price"]) == 150000
+    assert {s["status"] for s in body["seats"]} == {"available"}
+
+
+async def test_unknown_session_is_404_for_every_racer(make_client, session, load_calls):
+    client = await make_client()
+    u = User.new()
+    sid = session.session_id + 999
+    rs = await asyncio.gather(
+        *(
+            client.get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
+            for _ in range(5)
+        )
+    )
+    for r in rs:
+        assert_problem(r, 404)
+
+
+async def test_seat_map_reloads_after_redis_lost_it(client, session, redis_sync):
+    u = User.new()
+    sid = session.session_id
+    assert set((await statuses(client, u, sid)).values()) == {"available"}
+    redis_sync.flushdb()  # our own test DB index: as if Redis lost the session's keys
+    assert set((await statuses(client, u, sid)).values()) == {"available"}
+    r = await client.post(
+        f"/api/ticketing/sessions/{sid}/holds",
+        headers=u.headers(sid),
+        json={"seat_ids": session.seat_ids[:1]},
+    )
+    assert r.status_code == 201
+
+
+async def test_session_without_seats(client, clean_db):
+    s = create_session(clean_db, seats=0)
+    u = User.new()
+    assert await statuses(client, u, s.session_id) == {}
