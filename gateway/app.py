@@ -29,6 +29,8 @@ from gateway.proxy import (
     make_upstream,
     stock_transport,
 )
+from gateway.queue.router import router as queue_router  # queue (gateway/queue/)
+from gateway.queue.runtime import build_queue, start_queue  # queue (gateway/queue/)
 from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
 from gateway.ratelimit_api import ClientAddressResolver, RateLimiter, socket_peer
 from svckit.errors import add_exception_handlers
@@ -120,6 +122,14 @@ def create_app(
         # Start them here and append the task, e.g.
         #   background.append(asyncio.create_task(admission_loop(redis=redis, ...)))
         # They are cancelled (and awaited) at shutdown, before the clients close.
+        # queue (gateway/queue/): the admission loop of this instance (own Redis client,
+        # closed when the task ends).
+        app.state.queue = build_queue(
+            settings=settings,
+            api_client=upstreams["api"].client,
+            registry=metrics.registry,
+        )
+        background.append(start_queue(app.state.queue))
         # ------------------------------------------------------------------------------------
         app.state.background = background
         try:
@@ -159,8 +169,7 @@ def create_app(
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
     app.include_router(identity_router, prefix="/api/auth", tags=["identity"])
     # --- EXTENSION POINT: queue routes (gateway/queue/router.py) ----------------------------
-    #   from gateway.queue.router import router as queue_router
-    #   app.include_router(queue_router, prefix="/api/queue", tags=["queue"])
+    app.include_router(queue_router, prefix="/api/queue", tags=["queue"])
     # ----------------------------------------------------------------------------------------
     app.add_middleware(GatewayFront, settings=settings, state=app.state, metrics=metrics)
     return app

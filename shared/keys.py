@@ -137,3 +137,12 @@ def idempotency_claim(user_id: str, key: str) -> str:
 def user_sessions(user_id: str) -> str:
     """Set of the session ids a user has held seats in: the index of ``/me/reservations``."""
     return f"{PREFIX}:{{u:{digest(user_id)}}}:sessions"
+
+
+# --- gateway: queue admission (registry) ----------------------------------------------------
+
+
+def queue_sessions() -> str:
+    """Sorted set of session ids with a waiting room (score: last join, epoch ms); every
+    gateway's admission loop ticks these. Queue keys themselves: ``queue_key``."""
+    return f"{PREFIX}:queue-sessions"

@@ -1,0 +1,1 @@
+"""The virtual waiting room: fair (join order), bounded (slots and rate), unskippable."""

@@ -1,0 +1,116 @@
+"""Session facts (opening time, seat count, queue policy) from api_server's
+``GET /api/sessions/{id}``, cached briefly in-process. Concurrent misses for one session share
+one upstream request: at on-sale time thousands of joins arrive for the same session at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+
+import httpx
+from pydantic import AwareDatetime, BaseModel, ValidationError
+
+from gateway.queue.schemas import QueuePolicy, SessionFacts
+from svckit.errors import NotFound, ServiceUnavailable
+
+
+class _PolicyBody(BaseModel):
+    max_active: int
+    admit_per_second: float
+
+
+class _SessionBody(BaseModel):
+    id: int
+    booking_opens_at: AwareDatetime
+    seat_count: int
+    queue: _PolicyBody | None = None
+
+
+class SessionFactsClient:
+    """Cached reader of session facts; unknown session → ``NotFound``, api_server down →
+    ``ServiceUnavailable`` (never a guess: the opening time gates joining)."""
+
+    def __init__(
+        self,
+        *,
+        client: httpx.AsyncClient,
+        default_policy: QueuePolicy,
+        ttl_s: float = 5.0,
+        missing_ttl_s: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.default_policy = default_policy
+        self.ttl_s = ttl_s
+        self.missing_ttl_s = missing_ttl_s
+        self._cache: dict[int, tuple[float, SessionFacts | None]] = {}
+        self._inflight: dict[int, asyncio.Future[SessionFacts | None]] = {}
+
+    def cached(self, session_id: int) -> SessionFacts | None:
+        """The cached facts, even if stale (for estimates when api_server is away)."""
+        entry = self._cache.get(session_id)
+        return entry[1] if entry else None
+
+    async def get(self, session_id: int) -> SessionFacts:
+        """The facts of a session (cached for ``ttl_s``)."""
+        entry = self._cache.get(session_id)
+        if entry is not None and entry[0] > time.monotonic():
+            facts = entry[1]
+        else:
+            pending = self._inflight.get(session_id)
+            if pending is None:
+                pending = asyncio.get_running_loop().create_future()
+                self._inflight[session_id] = pending
+                try:
+                    facts = await self._fetch(session_id)
+                except BaseException as e:
+                    pending.set_exception(e)
+                    pending.exception()  # retrieved: waiters re-raise it, nobody logs it twice
+                    raise
+                else:
+                    pending.set_result(facts)
+                finally:
+                    del self._inflight[session_id]
+            else:
+                facts = await asyncio.shield(pending)
+        if facts is None:
+            raise NotFound(f"session {session_id} does not exist")
+        return facts
+
+    async def _fetch(self, session_id: int) -> SessionFacts | None:
+        try:
+            response = await self.client.get(f"/api/sessions/{session_id}")
+        except httpx.HTTPError as e:
+            raise ServiceUnavailable(
+                f"session facts unavailable: {type(e).__name__}", retry_after=1
+            ) from e
+        if response.status_code == 404:
+            self._cache[session_id] = (time.monotonic() + self.missing_ttl_s, None)
+            return None
+        if response.status_code != 200:
+            raise ServiceUnavailable(
+                f"session facts unavailable: api_server answered {response.status_code}",
+                retry_after=1,
+            )
+        try:
+            body = _SessionBody.model_validate_json(response.content)
+        except ValidationError as e:
+            raise ServiceUnavailable("session facts unreadable", retry_after=1) from e
+        policy = (
+            QueuePolicy(body.queue.max_active, body.queue.admit_per_second)
+            if body.queue
+            else self.default_policy
+        )
+        facts = SessionFacts(
+            session_id=body.id,
+            booking_opens_at=body.booking_opens_at,
+            seat_count=body.seat_count,
+            policy=policy,
+        )
+        self._cache[session_id] = (time.monotonic() + self.ttl_s, facts)
+        return facts
+
+
+def opens_in_s(facts: SessionFacts, now: datetime) -> float:
+    """Seconds until booking opens (<= 0 once open)."""
+    return (facts.booking_opens_at - now).total_seconds()

@@ -1,0 +1,116 @@
+"""Builds the waiting room's parts for one gateway app (called from the lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from gateway.queue.admission import (
+    AdmissionLoop,
+    QueueMetrics,
+    QueueNotifier,
+    SessionRegistry,
+)
+from gateway.queue.facts import SessionFactsClient
+from gateway.queue.schemas import QueuePolicy
+from gateway.queue.service import QueueService
+from shared.config import CommonSettings
+
+_METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRuntime:
+    """Everything the queue routes and the admission loop share (``app.state.queue``)."""
+
+    service: QueueService
+    facts: SessionFactsClient
+    registry: SessionRegistry
+    notifier: QueueNotifier
+    loop: AdmissionLoop
+    heartbeat_timeout_s: float
+    owns_redis: bool = False
+
+
+# Connections of the queue's own Redis pool. A blocking pool: a burst of joins waits briefly
+# for a connection instead of failing (redis-py's default pool raises past 100).
+REDIS_MAX_CONNECTIONS = 256
+
+
+def make_queue_redis(url: str, *, timeout_s: float) -> Redis:
+    """The queue's Redis client: bounded timeouts (a dead Redis is a quick 503)."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=REDIS_MAX_CONNECTIONS,
+        timeout=timeout_s,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=timeout_s,
+    )
+    return Redis.from_pool(pool)  # owns the pool: aclose() disconnects it
+
+
+def build_queue(
+    *,
+    settings: CommonSettings,
+    redis: Redis | None = None,
+    api_client: httpx.AsyncClient,
+    registry: CollectorRegistry,
+) -> QueueRuntime:
+    """The queue's service, facts client and admission loop (not yet started). Without
+    ``redis`` the queue gets its own client, closed when the admission task ends."""
+    owns_redis = redis is None
+    if redis is None:
+        redis = make_queue_redis(
+            settings.require_redis_url(), timeout_s=settings.redis_socket_timeout_s
+        )
+    service = QueueService(
+        redis=redis,
+        secret=settings.secret_key,
+        heartbeat_timeout_s=settings.queue_heartbeat_timeout_s,
+        admission_ttl_s=settings.admission_ttl_s,
+    )
+    facts = SessionFactsClient(
+        client=api_client,
+        default_policy=QueuePolicy(
+            settings.queue_default_max_active, settings.queue_default_admit_per_second
+        ),
+    )
+    sessions = SessionRegistry(redis)
+    notifier = QueueNotifier()
+    metrics = _METRICS.get(registry)
+    if metrics is None:  # one set per registry: a lifespan may run more than once per app
+        metrics = _METRICS[registry] = QueueMetrics(registry)
+    loop = AdmissionLoop(
+        service=service,
+        facts=facts,
+        registry=sessions,
+        notifier=notifier,
+        metrics=metrics,
+    )
+    return QueueRuntime(
+        service=service,
+        facts=facts,
+        registry=sessions,
+        notifier=notifier,
+        loop=loop,
+        heartbeat_timeout_s=settings.queue_heartbeat_timeout_s,
+        owns_redis=owns_redis,
+    )
+
+
+def start_queue(runtime: QueueRuntime) -> asyncio.Task[None]:
+    """Start the admission loop; the lifespan cancels the task at shutdown."""
+
+    async def run() -> None:
+        try:
+            await runtime.loop.run()
+        finally:
+            if runtime.owns_redis:
+                await runtime.service.redis.aclose()
+
+    return asyncio.create_task(run(), name="queue-admission")
