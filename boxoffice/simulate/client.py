@@ -33,6 +33,8 @@ class Recorder:
     t0: float = 0.0
     samples: list[Sample] = field(default_factory=list)
     transport_errors: Counter[str] = field(default_factory=Counter)
+    # The first answer body seen per "step status" for statuses >= 400 (diagnosis).
+    error_examples: dict[str, str] = field(default_factory=dict)
 
     def record(self, step: str, started: float, ms: float, status: int) -> None:
         """Keep one request's figures."""
@@ -112,9 +114,10 @@ class SimClient:
                 self.recorder.record(step, started, (time.perf_counter() - t) * 1000, 0)
                 self.recorder.transport_errors[f"{step}: {type(e).__name__}"] += 1
                 return None
-            self.recorder.record(
-                step, started, (time.perf_counter() - t) * 1000, response.status_code
-            )
+            status = response.status_code
+            self.recorder.record(step, started, (time.perf_counter() - t) * 1000, status)
+            if status >= 400 and f"{step} {status}" not in self.recorder.error_examples:
+                self.recorder.error_examples[f"{step} {status}"] = response.text[:300]
             return response
 
 

@@ -129,6 +129,16 @@ def print_report(report: dict[str, Any]) -> None:
             " ".join(f"{k}:{v}" for k, v in statuses.items()),
         )
     console.print(lat)
+    if report.get("cpu_seconds_during_sale"):
+        cpu = report["cpu_seconds_during_sale"]
+        console.print(
+            "CPU seconds during the sale: " + ", ".join(f"{k} {v}" for k, v in cpu.items())
+        )
+    if report.get("redis_commands_top"):
+        top = report["redis_commands_top"]
+        console.print("Redis commands: " + ", ".join(f"{k} {v}" for k, v in top.items()))
+    for key, body in report.get("error_examples", {}).items():
+        console.print(f"[yellow]{key}[/]: {body[:160]}")
     for line in report.get("notes", []):
         console.print(f"[dim]{line}[/]")
 

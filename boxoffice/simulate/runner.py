@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import sys
 import time
@@ -47,8 +48,8 @@ class RedisProbe:
 
             self.client = aioredis.Redis.from_url(url, decode_responses=True)
 
-    async def total_commands(self) -> int | None:
-        """Sum of ``calls`` over INFO commandstats."""
+    async def command_counts(self) -> dict[str, int] | None:
+        """``calls`` per command from INFO commandstats."""
         if self.client is None:
             return None
         try:
@@ -56,7 +57,11 @@ class RedisProbe:
         except Exception:  # an optional figure: a failing probe must not end the run
             return None
         self.own_commands += 1
-        return sum(int(v.get("calls", 0)) for v in info.values() if isinstance(v, dict))
+        return {
+            name.removeprefix("cmdstat_"): int(v.get("calls", 0))
+            for name, v in info.items()
+            if isinstance(v, dict)
+        }
 
     async def stream_lag(self, session_id: int) -> int | None:
         """Entries of the session's stream the worker group has not yet acknowledged."""
@@ -116,8 +121,29 @@ async def _sampler(
         await asyncio.sleep(SAMPLE_EVERY_S)
 
 
-async def simulate(options: SimOptions, target: Target, out_dir: Path) -> dict[str, Any]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """User+system CPU seconds so far of each named process (Linux ``/proc``), and of this
+    one (the simulator itself) as ``simulator``."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"simulator": sum(os.times()[:2])}
+    for name, pid in pids.items():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            out[name] = (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
+async def simulate(
+    options: SimOptions,
+    target: Target,
+    out_dir: Path,
+    system_pids: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Run the crowd against ``target`` and return the report."""
+    system_pids = system_pids or {}
     rng = random.Random(options.seed)
     recorder = Recorder()
     http = make_http_client()
@@ -154,7 +180,8 @@ async def simulate(options: SimOptions, target: Target, out_dir: Path) -> dict[s
             for i in range(options.users)
         ]
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
-        commands_before = await probe.total_commands()
+        commands_before = await probe.command_counts()
+        cpu_before = cpu_seconds(system_pids)
         requests_before = recorder.count()
         sampler = asyncio.create_task(
             _sampler(
@@ -180,7 +207,8 @@ async def simulate(options: SimOptions, target: Target, out_dir: Path) -> dict[s
                 p.outcome = "crashed"
                 p.detail = repr(task.exception())
         ended = time.time()
-        commands_after = await probe.total_commands()
+        commands_after = await probe.command_counts()
+        cpu_after = cpu_seconds(system_pids)
         requests = recorder.count() - requests_before
         sampler.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -197,9 +225,16 @@ async def simulate(options: SimOptions, target: Target, out_dir: Path) -> dict[s
         )
         stream_lag_end = await probe.stream_lag(stage.session_id)
         redis_commands = None
+        top_commands: dict[str, int] = {}
         if commands_before is not None and commands_after is not None:
+            delta = {
+                name: n - commands_before.get(name, 0)
+                for name, n in commands_after.items()
+                if n - commands_before.get(name, 0) > 0
+            }
+            top_commands = dict(sorted(delta.items(), key=lambda kv: -kv[1])[:12])
             # Leave out the probe's own commands (INFO and XINFO) taken in between.
-            redis_commands = max(0, commands_after - commands_before - probe.own_commands + 1)
+            redis_commands = max(0, sum(delta.values()) - probe.own_commands + 1)
         return build_report(
             options=options,
             target=target,
@@ -216,6 +251,11 @@ async def simulate(options: SimOptions, target: Target, out_dir: Path) -> dict[s
             requests=requests,
             stream_lag_end=stream_lag_end,
             sold_out_seen_at=sim.sold_out_seen_at,
+            top_commands=top_commands,
+            cpu_s={
+                name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 2)
+                for name in cpu_after
+            },
         )
     finally:
         await probe.close()
@@ -291,6 +331,8 @@ def build_report(
     requests: int,
     stream_lag_end: int | None,
     sold_out_seen_at: float | None,
+    top_commands: dict[str, int] | None = None,
+    cpu_s: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Turn what was seen into the report's figures, invariants and goals."""
     t0 = recorder.t0
@@ -445,6 +487,9 @@ def build_report(
         "latency_ms": lat,
         "statuses": statuses,
         "transport_errors": dict(recorder.transport_errors),
+        "error_examples": recorder.error_examples,
+        "redis_commands_top": top_commands or {},
+        "cpu_seconds_during_sale": cpu_s or {},
         "errors": errors[:50],
         "stream_lag_end": stream_lag_end,
         "timeline": timeline,
@@ -486,7 +531,8 @@ def run(options: SimOptions) -> int:
             system.stop()
             raise
     try:
-        report = _run_loop(simulate(options, target, out_dir))
+        pids = {name: proc.pid for name, proc in system.procs} if system else {}
+        report = _run_loop(simulate(options, target, out_dir, pids))
     finally:
         if system is not None:
             system.stop()
