@@ -106,11 +106,12 @@ def get_session(db: Session, session_id: int) -> PerformanceSession | None:
     return db.get(PerformanceSession, session_id)
 
 
-def venue_id_of_session(db: Session, session_id: int) -> int | None:
-    """The venue a session plays in, or None for an unknown session."""
+def session_and_venue(db: Session, session_id: int) -> tuple[PerformanceSession, int] | None:
+    """A session and the venue it plays in (one query), or None for an unknown session."""
     stmt = (
-        select(Performance.venue_id)
-        .join(PerformanceSession, PerformanceSession.performance_id == Performance.id)
+        select(PerformanceSession, Performance.venue_id)
+        .join(Performance, PerformanceSession.performance_id == Performance.id)
         .where(PerformanceSession.id == session_id)
     )
-    return db.scalar(stmt)
+    row = db.execute(stmt).first()
+    return (row[0], row[1]) if row else None

@@ -91,8 +91,8 @@ def get_performance(*, db: Session, performance_id: int) -> PerformanceRead:
 
 def get_session(*, db: Session, session_id: int) -> SessionRead:
     """A session with grades, sold count and queue policy, or 404."""
-    session = repo.get_session(db, session_id)
-    venue_id = repo.venue_id_of_session(db, session_id) if session else None
-    if session is None or venue_id is None:
+    found = repo.session_and_venue(db, session_id)
+    if found is None:
         raise NotFound(f"Session {session_id} does not exist.")
+    session, venue_id = found
     return session_reads(db=db, venue_id=venue_id, sessions=[session])[0]

@@ -12,9 +12,10 @@ from api_server.stats.schemas import SessionStats
 
 def session_stats(*, db: Session, session_id: int) -> SessionStats:
     """Seats, sales and the median completion time of a session, or 404."""
-    venue_id = catalog_repo.venue_id_of_session(db, session_id)
-    if venue_id is None:
+    found = catalog_repo.session_and_venue(db, session_id)
+    if found is None:
         raise NotFound(f"Session {session_id} does not exist.")
+    _, venue_id = found
     seats = repo.seat_count(db, venue_id=venue_id)
     sold = repo.sold_count(db, session_id=session_id)
     confirmed = repo.confirmed_count(db, session_id=session_id)

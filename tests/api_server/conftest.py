@@ -17,7 +17,15 @@ from sqlalchemy.orm import Session
 
 from api_server.app import create_app
 from api_server.config import Settings
-from shared.db.models import Performance, PerformanceSession, Seat, Venue
+from shared.db.models import (
+    Performance,
+    PerformanceSession,
+    Ranking,
+    Reservation,
+    ReservationSeat,
+    Seat,
+    Venue,
+)
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"X-Admin-Token": ADMIN_TOKEN}
@@ -113,3 +121,52 @@ def add_catalog(
     db.add_all([venue, perf, *sessions])
     db.commit()
     return venue, perf, sessions
+
+
+def add_reservation(
+    db: Session,
+    session: PerformanceSession,
+    seats: list[Seat],
+    *,
+    rank: int,
+    completion_ms: int,
+    cancelled: bool = False,
+    queue_position: int | None = None,
+) -> None:
+    """A reservation as the worker stores it: seat rows and a ranking row while live."""
+    rid = f"res-{session.id}-{rank}"
+    now = datetime.now(UTC)
+    db.add(
+        Reservation(
+            id=rid,
+            session_id=session.id,
+            user_id=f"user-{rank}",
+            nickname=f"nick {rank}",
+            status="cancelled" if cancelled else "confirmed",
+            rank=rank,
+            completion_ms=completion_ms,
+            queue_position=queue_position,
+            seat_ids=[s.id for s in seats],
+            seat_count=len(seats),
+            created_at=now,
+            cancelled_at=now if cancelled else None,
+        )
+    )
+    db.flush()
+    if not cancelled:
+        db.add_all(
+            ReservationSeat(reservation_id=rid, seat_id=s.id, session_id=session.id) for s in seats
+        )
+        db.add(
+            Ranking(
+                reservation_id=rid,
+                session_id=session.id,
+                rank=rank,
+                user_id=f"user-{rank}",
+                nickname=f"nick {rank}",
+                completion_ms=completion_ms,
+                seat_count=len(seats),
+                queue_position=queue_position,
+            )
+        )
+    db.commit()

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from shared.db.models import PerformanceSession, Reservation, ReservationSeat, Seat
-from tests.api_server.conftest import add_catalog, assert_problem
+from tests.api_server.conftest import add_catalog, add_reservation, assert_problem
 
 pytestmark = pytest.mark.integration
 
@@ -100,41 +99,13 @@ class TestPerformances:
         assert [s["id"] for s in body["sessions"]] == [sessions[1].id, sessions[0].id]
 
 
-def _sell(
-    db: Session, session: PerformanceSession, seats: list[Seat], rid: str, status: str
-) -> None:
-    now = datetime.now(UTC)
-    db.add(
-        Reservation(
-            id=rid,
-            session_id=session.id,
-            user_id="u-" + rid,
-            nickname="nick",
-            status=status,
-            rank=int(rid[1:]),
-            completion_ms=100,
-            queue_position=None,
-            seat_ids=[s.id for s in seats],
-            seat_count=len(seats),
-            created_at=now,
-            cancelled_at=now if status == "cancelled" else None,
-        )
-    )
-    db.flush()
-    if status == "confirmed":  # a cancellation deletes the seat rows
-        db.add_all(
-            ReservationSeat(reservation_id=rid, seat_id=s.id, session_id=session.id) for s in seats
-        )
-    db.commit()
-
-
 class TestSessions:
     async def test_session_payload(self, api: httpx.AsyncClient, db: Session) -> None:
         venue, perf, (session, other) = add_catalog(db, session_offsets_h=(24, 48))
         seats = venue.seats
-        _sell(db, session, seats[:2], "r1", "confirmed")
-        _sell(db, session, seats[2:3], "r2", "cancelled")
-        _sell(db, other, seats[5:6], "r3", "confirmed")
+        add_reservation(db, session, seats[:2], rank=1, completion_ms=100)
+        add_reservation(db, session, seats[2:3], rank=2, completion_ms=100, cancelled=True)
+        add_reservation(db, other, seats[5:6], rank=1, completion_ms=100)
 
         resp = await api.get(f"/api/sessions/{session.id}")
 
@@ -156,7 +127,7 @@ class TestSessions:
         self, api: httpx.AsyncClient, db: Session
     ) -> None:
         venue, perf, (first, second) = add_catalog(db, session_offsets_h=(24, 48))
-        _sell(db, second, venue.seats[:3], "r1", "confirmed")
+        add_reservation(db, second, venue.seats[:3], rank=1, completion_ms=100)
         sessions = (await api.get(f"/api/performances/{perf.id}")).json()["sessions"]
         assert [(s["id"], s["sold_count"]) for s in sessions] == [(first.id, 0), (second.id, 3)]
 

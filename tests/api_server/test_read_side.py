@@ -2,65 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from shared.db.models import PerformanceSession, Ranking, Reservation, ReservationSeat, Seat
-from tests.api_server.conftest import add_catalog
+from tests.api_server.conftest import add_catalog, add_reservation
 
 pytestmark = pytest.mark.integration
-
-
-def _reserve(
-    db: Session,
-    session: PerformanceSession,
-    seats: list[Seat],
-    *,
-    rank: int,
-    completion_ms: int,
-    cancelled: bool = False,
-    queue_position: int | None = None,
-) -> None:
-    """A reservation as the worker stores it: seat rows and a ranking row while live."""
-    rid = f"res-{session.id}-{rank}"
-    now = datetime.now(UTC)
-    db.add(
-        Reservation(
-            id=rid,
-            session_id=session.id,
-            user_id=f"user-{rank}",
-            nickname=f"nick {rank}",
-            status="cancelled" if cancelled else "confirmed",
-            rank=rank,
-            completion_ms=completion_ms,
-            queue_position=queue_position,
-            seat_ids=[s.id for s in seats],
-            seat_count=len(seats),
-            created_at=now,
-            cancelled_at=now if cancelled else None,
-        )
-    )
-    db.flush()
-    if not cancelled:
-        db.add_all(
-            ReservationSeat(reservation_id=rid, seat_id=s.id, session_id=session.id) for s in seats
-        )
-        db.add(
-            Ranking(
-                reservation_id=rid,
-                session_id=session.id,
-                rank=rank,
-                user_id=f"user-{rank}",
-                nickname=f"nick {rank}",
-                completion_ms=completion_ms,
-                seat_count=len(seats),
-                queue_position=queue_position,
-            )
-        )
-    db.commit()
 
 
 class TestRankings:
@@ -70,11 +18,11 @@ class TestRankings:
         venue, _, (session, other) = add_catalog(db, session_offsets_h=(24, 48))
         seats = venue.seats
         # Inserted out of order; rank 2 is cancelled and leaves the ranking.
-        _reserve(db, session, seats[4:5], rank=3, completion_ms=900, queue_position=7)
-        _reserve(db, session, seats[0:2], rank=1, completion_ms=350, queue_position=1)
-        _reserve(db, session, seats[2:4], rank=2, completion_ms=500, cancelled=True)
-        _reserve(db, session, seats[5:6], rank=4, completion_ms=1200)
-        _reserve(db, other, seats[0:1], rank=1, completion_ms=1)
+        add_reservation(db, session, seats[4:5], rank=3, completion_ms=900, queue_position=7)
+        add_reservation(db, session, seats[0:2], rank=1, completion_ms=350, queue_position=1)
+        add_reservation(db, session, seats[2:4], rank=2, completion_ms=500, cancelled=True)
+        add_reservation(db, session, seats[5:6], rank=4, completion_ms=1200)
+        add_reservation(db, other, seats[0:1], rank=1, completion_ms=1)
 
         resp = await api.get(f"/api/sessions/{session.id}/rankings")
 
@@ -131,11 +79,11 @@ class TestStats:
     ) -> None:
         venue, _, (session, other) = add_catalog(db, session_offsets_h=(24, 48))
         seats = venue.seats
-        _reserve(db, session, seats[0:2], rank=1, completion_ms=400)
-        _reserve(db, session, seats[2:3], rank=2, completion_ms=100_000, cancelled=True)
-        _reserve(db, session, seats[3:4], rank=3, completion_ms=100)
-        _reserve(db, session, seats[4:7], rank=4, completion_ms=1000)
-        _reserve(db, other, seats[0:1], rank=1, completion_ms=5)
+        add_reservation(db, session, seats[0:2], rank=1, completion_ms=400)
+        add_reservation(db, session, seats[2:3], rank=2, completion_ms=100_000, cancelled=True)
+        add_reservation(db, session, seats[3:4], rank=3, completion_ms=100)
+        add_reservation(db, session, seats[4:7], rank=4, completion_ms=1000)
+        add_reservation(db, other, seats[0:1], rank=1, completion_ms=5)
 
         body = (await api.get(f"/api/stats/sessions/{session.id}")).json()
 
@@ -153,14 +101,14 @@ class TestStats:
     ) -> None:
         venue, _, (session,) = add_catalog(db)
         for rank, ms in enumerate([900, 100, 300, 7000], start=1):
-            _reserve(db, session, venue.seats[rank : rank + 1], rank=rank, completion_ms=ms)
+            add_reservation(db, session, venue.seats[rank : rank + 1], rank=rank, completion_ms=ms)
         body = (await api.get(f"/api/stats/sessions/{session.id}")).json()
         assert body["median_completion_ms"] == 600  # (300 + 900) / 2
         assert body["reservation_count"] == 4
 
     async def test_no_sales_means_no_median(self, api: httpx.AsyncClient, db: Session) -> None:
         venue, _, (session,) = add_catalog(db)
-        _reserve(db, session, venue.seats[:1], rank=1, completion_ms=5, cancelled=True)
+        add_reservation(db, session, venue.seats[:1], rank=1, completion_ms=5, cancelled=True)
         body = (await api.get(f"/api/stats/sessions/{session.id}")).json()
         assert body == {
             "session_id": session.id,
