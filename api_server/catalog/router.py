@@ -39,7 +39,12 @@ def list_performances(
     limit: Limit = 20,
     q: Annotated[
         str | None,
-        Query(max_length=200, description="Case-insensitive substring of the title."),
+        # No NUL: SQLite cuts a LIKE pattern there (matching everything); no title has one.
+        Query(
+            max_length=200,
+            pattern="^[^\\x00]*$",
+            description="Case-insensitive substring of the title.",
+        ),
     ] = None,
 ) -> Page[PerformanceSummary]:
     """List performances (optionally whose title contains ``q``), oldest first."""

@@ -323,3 +323,16 @@ async def test_chunked_body_over_one_mib_is_413(api: httpx.AsyncClient) -> None:
 
     headers = {**ADMIN, "content-type": "application/json"}
     assert_problem(await api.post("/api/admin/venues", content=chunks(), headers=headers), 413)
+
+
+async def test_full_length_four_byte_names_round_trip(api: httpx.AsyncClient) -> None:
+    name = "\U0001f3ab" * 200  # 200 characters, 800 bytes in utf8mb4
+    resp = await api.post("/api/admin/venues", json={**VENUE, "name": name}, headers=ADMIN)
+    assert resp.status_code == 201, resp.text
+    assert (await api.get(f"/api/venues/{resp.json()['id']}")).json()["name"] == name
+
+
+async def test_lone_surrogates_are_422(api: httpx.AsyncClient) -> None:
+    body = b'{"name": "\\ud800", "address": "a", "sections": []}'
+    headers = {**ADMIN, "content-type": "application/json"}
+    assert_problem(await api.post("/api/admin/venues", content=body, headers=headers), 422)

@@ -185,8 +185,9 @@ async def test_bad_pagination_is_422(
     assert body["errors"][0]["loc"] == ["query", next(iter(params))]
 
 
-async def test_oversized_search_is_422(api: httpx.AsyncClient) -> None:
-    assert_problem(await api.get("/api/performances", params={"q": "x" * 201}), 422)
+@pytest.mark.parametrize("q", ["x" * 201, "a\x00b"])
+async def test_oversized_or_nul_search_is_422(api: httpx.AsyncClient, q: str) -> None:
+    assert_problem(await api.get("/api/performances", params={"q": q}), 422)
 
 
 async def test_limit_bounds_are_inclusive(api: httpx.AsyncClient, db: Session) -> None:
@@ -195,3 +196,17 @@ async def test_limit_bounds_are_inclusive(api: httpx.AsyncClient, db: Session) -
         resp = await api.get("/api/performances", params={"limit": limit})
         assert resp.status_code == 200
         assert resp.json()["limit"] == limit
+
+
+@pytest.mark.parametrize("q", ["\u00ff", "\U0001f600", "'; DROP TABLE venues; --", "%%", "x" * 200])
+async def test_odd_searches_are_answered(api: httpx.AsyncClient, db: Session, q: str) -> None:
+    add_catalog(db, title="Plain title")
+    resp = await api.get("/api/performances", params={"q": q})
+    assert resp.status_code == 200, resp.text
+    assert resp.json()["items"] == []
+
+
+async def test_search_matches_non_ascii_titles(api: httpx.AsyncClient, db: Session) -> None:
+    _, perf, _ = add_catalog(db, title="\U0001f600 공연 Live")
+    body = (await api.get("/api/performances", params={"q": "공연"})).json()
+    assert [p["id"] for p in body["items"]] == [perf.id]
