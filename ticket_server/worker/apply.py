@@ -37,6 +37,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from shared.db.models import Ranking, Reservation, ReservationSeat
 from shared.events import ReservationCancelled, ReservationCompleted
+from ticket_server.worker.bulk import insert_rows
 
 Event = ReservationCompleted | ReservationCancelled
 
@@ -150,7 +151,7 @@ def apply_events(conn: Connection, events: Sequence[Event]) -> None:
         if rid not in existing
     ]
     if new_rows:
-        written = conn.execute(_insert_ignoring_duplicate_ids(conn), new_rows).rowcount
+        written = insert_rows(conn, _insert_ignoring_duplicate_ids(conn), RESERVATIONS, new_rows)
         if written != len(new_rows):
             raise BatchConflict(
                 f"{len(new_rows) - written} of {len(new_rows)} reservations refused"
@@ -232,16 +233,20 @@ def apply_events(conn: Connection, events: Sequence[Event]) -> None:
     # 5. Seats and ranking entries of the reservations this transaction created as live.
     live = [ev for rid, ev in completions.items() if rid not in existing and rid not in cancels]
     if live:
-        conn.execute(
+        insert_rows(
+            conn,
             SEATS.insert(),
+            SEATS,
             [
                 {"reservation_id": ev.reservation_id, "seat_id": s, "session_id": ev.session_id}
                 for ev in live
                 for s in dict.fromkeys(ev.seat_ids)
             ],
         )
-        conn.execute(
+        insert_rows(
+            conn,
             RANKINGS.insert(),
+            RANKINGS,
             [
                 {
                     "reservation_id": ev.reservation_id,

@@ -154,3 +154,32 @@ class TestApplyBatch:
             apply_batch(clean_db, stream[i : i + n])
             i += n
         assert db_state(clean_db) == expected_state(events)
+
+
+class TestBulkInsert:
+    def test_awkward_text_round_trips_exactly(self, clean_db: Engine, catalog: Catalog) -> None:
+        nasty = 'O\'Brien \\ %s %(x)s 100% "q" \n\r\t\x1a\0 ; DROP TABLE seats; -- 😀 ünï'
+        ev = completed(catalog.session_ids[0], 1, [catalog.seats[0], catalog.seats[1]])
+        ev = ev.model_copy(update={"nickname": nasty[:64], "user_id": "u'\\%s"})
+        apply_batch(clean_db, [ev])
+        with clean_db.connect() as conn:
+            row = conn.execute(select(Reservation).where(Reservation.id == ev.reservation_id)).one()
+        assert row.nickname == nasty[:64]
+        assert row.user_id == "u'\\%s"
+        assert row.seat_ids == [catalog.seats[0], catalog.seats[1]]
+        assert abs((row.created_at - ev.created_at).total_seconds()) < 1
+        assert row.queue_position == ev.queue_position
+        assert db_state(clean_db).rankings[ev.reservation_id][2] == nasty[:64]
+
+    def test_many_rows_span_several_statements(self, clean_db: Engine, catalog: Catalog) -> None:
+        from ticket_server.worker import bulk
+
+        s = catalog.session_ids[0]
+        events = [completed(s, i + 1, [catalog.seats[i]]) for i in range(350)]
+        original = bulk.ROWS_PER_STATEMENT
+        bulk.ROWS_PER_STATEMENT = 100
+        try:
+            apply_batch(clean_db, events)
+        finally:
+            bulk.ROWS_PER_STATEMENT = original
+        assert db_state(clean_db) == expected_state(events)

@@ -152,19 +152,29 @@ class TestConsume:
         good = [completed(s, i + 1, [catalog.seats[i]]) for i in range(5)]
         bad = completed(s, 99, [10**9])  # no such seat: the database refuses it
         push(redis_sync, *good[:2], bad, *good[2:])
-        w = make_worker(claim_idle_ms=50, max_attempts=3)
-        drain(w)
+        first = make_worker("first", max_attempts=3)  # re-claims only after a minute
+        drain(first)
         assert db_state(clean_db) == expected_state(good)  # the good ones did not wait
         assert group_backlog(redis_sync).pending == 1
-        deadline = time.monotonic() + 5
+        assert dead_letters(redis_sync) == []
+
+        retrier = make_worker("retrier", claim_idle_ms=30, max_attempts=3)
+        deadline = time.monotonic() + 10
         while group_backlog(redis_sync).lag and time.monotonic() < deadline:
-            w.step()
-            time.sleep(0.02)
+            retrier.step()
+            time.sleep(0.04)
         assert group_backlog(redis_sync).lag == 0
         ((_, letter),) = dead_letters(redis_sync)
         assert letter["reason"] == "max_attempts"
-        assert letter["deliveries"] == "4"
-        assert _sample(w.metrics, "boxoffice_worker_apply_failures_total") == 3
+        assert letter["deliveries"] == "4"  # 1 read + 2 re-claims refused, the 4th gives up
+        assert _sample(first.metrics, "boxoffice_worker_apply_failures_total") == 1
+        assert _sample(retrier.metrics, "boxoffice_worker_apply_failures_total") == 2
+        assert (
+            _sample(
+                retrier.metrics, "boxoffice_worker_dead_letters_total", {"reason": "max_attempts"}
+            )
+            == 1
+        )
         assert db_state(clean_db) == expected_state(good)
 
     def test_two_workers_race_on_the_same_streams(

@@ -1,0 +1,270 @@
+"""Worker drain rate: prefill a backlog of reservation events in Redis, start N worker
+processes, and time how fast they persist it into the database (events/s).
+
+    .venv/bin/python bench/worker_drain.py                       # 100,000 events, 1 and 2 workers
+    .venv/bin/python bench/worker_drain.py --workers 1 2 3 --batch-size 2000
+
+Defaults: MariaDB at ``mysql+pymysql://root@127.0.0.1:3306/bx_bench_worker`` (created and
+migrated here; its reservation tables are emptied before each run) and Redis DB index 6
+(only this benchmark's keys are touched). Each event is a ``reservation.completed`` with
+``--seats`` seats, so one event is one reservation row, ``--seats`` seat rows and a ranking
+row. The clock starts when the streams are registered (the workers are already up) and stops
+when the group's lag (unread + pending, XINFO GROUPS) is 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import redis
+from sqlalchemy import Engine, delete, func, insert, select
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from boxoffice.db import migrate  # noqa: E402
+from shared import keys  # noqa: E402
+from shared.db.engine import make_engine  # noqa: E402
+from shared.db.models import (  # noqa: E402
+    Performance,
+    PerformanceSession,
+    Ranking,
+    Reservation,
+    ReservationSeat,
+    Seat,
+    Venue,
+)
+from shared.events import ReservationCompleted, to_fields  # noqa: E402
+from tests.fixtures.services import ensure_mysql_database, free_port  # noqa: E402
+from ticket_server.worker.metrics import group_backlog  # noqa: E402
+
+VENUE_SEATS = 10_000
+T0 = datetime(2026, 11, 25, tzinfo=UTC)
+
+
+def prepare_catalog(engine: Engine, sessions: int) -> tuple[list[int], list[int]]:
+    """A venue of VENUE_SEATS seats and ``sessions`` sessions (reused across runs)."""
+    with engine.begin() as conn:
+        for table in (ReservationSeat, Ranking, Reservation):
+            conn.execute(delete(table))
+        venue_id = conn.scalar(select(Venue.id).where(Venue.name == "bench-hall"))
+        if venue_id is None:
+            venue_id = conn.execute(
+                insert(Venue).values(name="bench-hall", address="-", seat_count=VENUE_SEATS)
+            ).inserted_primary_key[0]  # type: ignore[index]
+            conn.execute(
+                insert(Seat),
+                [
+                    {
+                        "venue_id": venue_id,
+                        "label": f"R-{i}",
+                        "row": "R",
+                        "number": i,
+                        "grade": "R",
+                        "price": 10,
+                    }
+                    for i in range(1, VENUE_SEATS + 1)
+                ],
+            )
+            conn.execute(
+                insert(Performance).values(title="bench", description="", venue_id=venue_id)
+            )
+        perf_id = conn.scalar(select(Performance.id).where(Performance.venue_id == venue_id))
+        have = (
+            conn.scalar(
+                select(func.count())
+                .select_from(PerformanceSession)
+                .where(PerformanceSession.performance_id == perf_id)
+            )
+            or 0
+        )
+        if have < sessions:
+            conn.execute(
+                insert(PerformanceSession),
+                [
+                    {
+                        "performance_id": perf_id,
+                        "starts_at": T0,
+                        "booking_opens_at": T0,
+                        "queue_max_active": 100,
+                        "queue_admit_per_second": 10.0,
+                    }
+                    for _ in range(sessions - have)
+                ],
+            )
+        session_ids = list(
+            conn.scalars(
+                select(PerformanceSession.id)
+                .where(PerformanceSession.performance_id == perf_id)
+                .order_by(PerformanceSession.id)
+                .limit(sessions)
+            )
+        )
+        seat_ids = list(
+            conn.scalars(select(Seat.id).where(Seat.venue_id == venue_id).order_by(Seat.id))
+        )
+    return session_ids, seat_ids
+
+
+def prefill(
+    client: redis.Redis,
+    session_ids: list[int],
+    seat_ids: list[int],
+    events: int,
+    seats_per_event: int,
+) -> None:
+    """XADD the backlog (streams not registered yet, so the workers do not see it)."""
+    per_session = len(seat_ids) // seats_per_event
+    pipe = client.pipeline(transaction=False)
+    for i in range(events):
+        s_index, slot = divmod(i, per_session)
+        ev = ReservationCompleted(
+            reservation_id=f"bench-{i}",
+            session_id=session_ids[s_index],
+            user_id=f"user-{i}",
+            nickname=f"nick-{i}",
+            seat_ids=seat_ids[slot * seats_per_event : (slot + 1) * seats_per_event],
+            rank=slot + 1,
+            completion_ms=slot * 3,
+            queue_position=slot + 1,
+            created_at=T0 + timedelta(milliseconds=slot * 3),
+        )
+        pipe.xadd(keys.events_stream(ev.session_id), to_fields(ev))  # type: ignore[arg-type]
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+
+
+def clear_redis(client: redis.Redis, session_ids: list[int]) -> None:
+    """Remove this benchmark's streams and their registration."""
+    for s in session_ids:
+        client.delete(keys.events_stream(s))
+        client.srem(keys.EVENT_STREAMS, s)
+
+
+def run_once(
+    args: argparse.Namespace,
+    workers: int,
+    engine: Engine,
+    client: redis.Redis,
+    session_ids: list[int],
+    seat_ids: list[int],
+) -> float:
+    """One drain of the whole backlog with ``workers`` processes; returns events/s."""
+    clear_redis(client, session_ids)
+    prepare_catalog(engine, len(session_ids))
+    prefill(client, session_ids, seat_ids, args.events, args.seats)
+    env = dict(os.environ) | {
+        "BOXOFFICE_DATABASE_URL": args.database_url,
+        "BOXOFFICE_REDIS_URL": args.redis_url,
+        "BOXOFFICE_WORKER_DISCOVER_INTERVAL_S": "0.05",
+        "BOXOFFICE_LOG_LEVEL": "WARNING",
+    }
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ticket_server.worker.main",
+                "--batch-size",
+                str(args.batch_size),
+                "--block-ms",
+                "100",
+                "--metrics-port",
+                str(free_port()),
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+        for _ in range(workers)
+    ]
+    try:
+        time.sleep(2.0)  # imports and connections, outside the measured time
+        started = time.perf_counter()
+        client.sadd(keys.EVENT_STREAMS, *session_ids)
+        while True:
+            backlog = group_backlog(client)
+            if backlog.streams == len(session_ids) and backlog.lag == 0:
+                break
+            if any(p.poll() is not None for p in procs):
+                raise SystemExit("a worker died")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+    with engine.connect() as conn:
+        n_res = conn.scalar(select(func.count()).select_from(Reservation))
+        n_seats = conn.scalar(select(func.count()).select_from(ReservationSeat))
+        n_rank = conn.scalar(select(func.count()).select_from(Ranking))
+    ok = (n_res, n_seats, n_rank) == (args.events, args.events * args.seats, args.events)
+    rate = float(args.events / elapsed)
+    print(
+        f"workers={workers} batch={args.batch_size}: {args.events:,} events in {elapsed:.2f} s "
+        f"= {rate:,.0f} events/s; rows: reservations={n_res:,} seats={n_seats:,} "
+        f"rankings={n_rank:,} {'OK' if ok else 'MISMATCH'}",
+        flush=True,
+    )
+    if not ok:
+        raise SystemExit("row counts do not match the events")
+    return rate
+
+
+def main() -> int:
+    """Run the drain benchmark for each worker count and print rates and ratios."""
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "mysql+pymysql://root@127.0.0.1:3306/bx_bench_worker"
+        ),
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/6")
+    )
+    p.add_argument("--events", type=int, default=100_000)
+    p.add_argument("--seats", type=int, default=2, help="seats per reservation")
+    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    args = p.parse_args()
+
+    if args.database_url.startswith("mysql"):
+        ensure_mysql_database(args.database_url)
+    migrate(args.database_url)
+    engine = make_engine(args.database_url)
+    client = redis.Redis.from_url(args.redis_url, decode_responses=True)
+    per_session = VENUE_SEATS // args.seats
+    session_ids, seat_ids = prepare_catalog(engine, math.ceil(args.events / per_session))
+    print(
+        f"backlog: {args.events:,} events x {args.seats} seats over {len(session_ids)} "
+        f"sessions; database {engine.dialect.name}",
+        flush=True,
+    )
+    rates = {}
+    try:
+        for n in args.workers:
+            rates[n] = run_once(args, n, engine, client, session_ids, seat_ids)
+    finally:
+        clear_redis(client, session_ids)
+        client.close()
+        engine.dispose()
+    base = rates[args.workers[0]]
+    for n, r in rates.items():
+        print(
+            f"  {n} worker(s): {r:,.0f} events/s  ({r / base:.2f}x of {args.workers[0]}; "
+            f"goal 10,000/s: {'met' if r >= 10_000 else 'NOT met'})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
