@@ -1,4 +1,10 @@
-"""One pooled HTTP client for the whole crowd, and the recording of every request."""
+"""The crowd's HTTP client (one pooled aiohttp session for everybody), and the recording of
+every request.
+
+The crowd talks aiohttp directly rather than through httpx: the simulator shares two cores
+with the system it measures, and httpx's request/response models cost about a third of the
+simulator's CPU per request (profiled). The few set-up and verification calls use httpx
+(``make_http_client``)."""
 
 from __future__ import annotations
 
@@ -6,10 +12,13 @@ import asyncio
 import random
 import time
 from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 import httpx
+import orjson
 
 # Status recorded for a request that got no HTTP answer (refused, reset, timed out).
 TRANSPORT_ERROR = 0
@@ -45,17 +54,37 @@ class Recorder:
         return len(self.samples)
 
 
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A complete HTTP answer."""
+
+    status_code: int
+    content: bytes
+    headers: Mapping[str, str]
+
+    @property
+    def text(self) -> str:
+        """The body as text."""
+        return self.content.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return orjson.loads(self.content)
+
+
 def make_http_client(*, timeout_s: float = 30.0) -> httpx.AsyncClient:
-    """The crowd's client: httpx's API on aiohttp's transport when available (stock httpcore
-    burns CPU per pooled connection, and the simulator shares the machine with the system
-    under test), with no connection cap of its own: ``SimClient`` bounds concurrency."""
-    timeout = httpx.Timeout(timeout_s, connect=10.0)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=None)
-    try:
-        from httpx_aiohttp import AiohttpTransport
-    except ImportError:  # pragma: no cover - the dependency is declared
-        return httpx.AsyncClient(timeout=timeout, limits=limits)
-    return httpx.AsyncClient(transport=AiohttpTransport(limits=limits), timeout=timeout)
+    """An httpx client for setting up and verifying (a handful of requests)."""
+    return httpx.AsyncClient(timeout=httpx.Timeout(timeout_s, connect=10.0))
+
+
+def make_session(*, timeout_s: float = 30.0) -> aiohttp.ClientSession:
+    """The crowd's session: no connection cap of its own (``SimClient`` bounds requests in
+    flight; SSE streams are long-lived and must not starve them)."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+        timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=10.0),
+        json_serialize=lambda obj: orjson.dumps(obj).decode(),
+    )
 
 
 class SimClient:
@@ -63,9 +92,14 @@ class SimClient:
     browser or an SDK would do (``Retry-After`` on 429/503, a few tries on 502/504/reset)."""
 
     def __init__(
-        self, http: httpx.AsyncClient, recorder: Recorder, *, concurrency: int, retries: int = 3
+        self,
+        session: aiohttp.ClientSession,
+        recorder: Recorder,
+        *,
+        concurrency: int,
+        retries: int = 3,
     ) -> None:
-        self.http = http
+        self.session = session
         self.recorder = recorder
         self.retries = retries
         self._slots = asyncio.Semaphore(concurrency)
@@ -79,13 +113,16 @@ class SimClient:
         headers: dict[str, str] | None = None,
         json: Any = None,
         max_429: int = 20,
-    ) -> httpx.Response | None:
+    ) -> Reply | None:
         """Send one logical request (retrying as described); None if every try failed to
-        get an HTTP answer. The last response is returned whatever its status."""
+        get an HTTP answer. The last answer is returned whatever its status."""
         tries_left = self.retries
         throttled = 0
+        body = None if json is None else orjson.dumps(json)
+        if body is not None:
+            headers = {**(headers or {}), "Content-Type": "application/json"}
         while True:
-            response = await self._once(step, method, url, headers, json)
+            response = await self._once(step, method, url, headers, body)
             status = TRANSPORT_ERROR if response is None else response.status_code
             if status == 429 and throttled < max_429:
                 throttled += 1
@@ -103,25 +140,52 @@ class SimClient:
         method: str,
         url: str,
         headers: dict[str, str] | None,
-        json: Any,
-    ) -> httpx.Response | None:
+        body: bytes | None,
+    ) -> Reply | None:
         async with self._slots:
             started = time.time()
             t = time.perf_counter()
             try:
-                response = await self.http.request(method, url, headers=headers, json=json)
-            except httpx.HTTPError as e:
+                async with self.session.request(method, url, headers=headers, data=body) as r:
+                    content = await r.read()
+                    reply = Reply(r.status, content, r.headers)
+            except (aiohttp.ClientError, TimeoutError) as e:
                 self.recorder.record(step, started, (time.perf_counter() - t) * 1000, 0)
                 self.recorder.transport_errors[f"{step}: {type(e).__name__}"] += 1
                 return None
-            status = response.status_code
+            status = reply.status_code
             self.recorder.record(step, started, (time.perf_counter() - t) * 1000, status)
             if status >= 400 and f"{step} {status}" not in self.recorder.error_examples:
-                self.recorder.error_examples[f"{step} {status}"] = response.text[:300]
-            return response
+                self.recorder.error_examples[f"{step} {status}"] = reply.text[:300]
+            return reply
+
+    async def events(
+        self, step: str, url: str, headers: dict[str, str]
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Follow a Server-Sent Events stream: yields each ``data:`` payload parsed as JSON;
+        ends when the stream does (or on a transport error, which is recorded)."""
+        started = time.time()
+        t = time.perf_counter()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0)
+        try:
+            async with self.session.get(url, headers=headers, timeout=timeout) as r:
+                self.recorder.record(step, started, (time.perf_counter() - t) * 1000, r.status)
+                if r.status != 200:
+                    return
+                async for raw in r.content:
+                    line = raw.strip()
+                    if line.startswith(b"data:"):
+                        try:
+                            payload = orjson.loads(line[5:])
+                        except orjson.JSONDecodeError:
+                            continue
+                        if isinstance(payload, dict):
+                            yield payload
+        except (aiohttp.ClientError, TimeoutError) as e:
+            self.recorder.transport_errors[f"{step}: {type(e).__name__}"] += 1
 
 
-def _retry_after(response: httpx.Response | None, *, default: float) -> float:
+def _retry_after(response: Reply | None, *, default: float) -> float:
     if response is None:
         return default
     value = response.headers.get("retry-after")

@@ -20,6 +20,7 @@ STEPS = [
     "hold",
     "reserve",
     "reserve_replay",
+    "release",
     "cancel",
     "leave",
 ]
@@ -131,8 +132,10 @@ def print_report(report: dict[str, Any]) -> None:
     console.print(lat)
     if report.get("cpu_seconds_during_sale"):
         cpu = report["cpu_seconds_during_sale"]
+        per = report.get("cpu_ms_per_request", {})
         console.print(
-            "CPU seconds during the sale: " + ", ".join(f"{k} {v}" for k, v in cpu.items())
+            "CPU seconds during the sale (ms per crowd request): "
+            + ", ".join(f"{k} {v} ({per.get(k, '-')})" for k, v in cpu.items())
         )
     if report.get("redis_commands_top"):
         top = report["redis_commands_top"]

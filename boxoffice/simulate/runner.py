@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from boxoffice.simulate.catalog import create_stage
-from boxoffice.simulate.client import Recorder, SimClient, make_http_client
+from boxoffice.simulate.client import Recorder, SimClient, make_http_client, make_session
 from boxoffice.simulate.options import SimOptions, validate
 from boxoffice.simulate.report import (
     P99_GOAL_MS,
@@ -147,6 +147,7 @@ async def simulate(
     rng = random.Random(options.seed)
     recorder = Recorder()
     http = make_http_client()
+    session = make_session()
     probe = RedisProbe(target.redis_url)
     timeline: list[dict[str, Any]] = []
     try:
@@ -163,7 +164,7 @@ async def simulate(
             label=label,
         )
         recorder.t0 = stage.opens_at
-        client = SimClient(http, recorder, concurrency=options.concurrency)
+        client = SimClient(session, recorder, concurrency=options.concurrency)
         sim = Simulation(
             client=client,
             options=options,
@@ -260,6 +261,7 @@ async def simulate(
     finally:
         await probe.close()
         await http.aclose()
+        await session.close()
 
 
 async def _progress(
@@ -490,6 +492,13 @@ def build_report(
         "error_examples": recorder.error_examples,
         "redis_commands_top": top_commands or {},
         "cpu_seconds_during_sale": cpu_s or {},
+        # CPU of each process per request the crowd made during the sale (gateways answer
+        # every request; backends only the ones routed to them).
+        "cpu_ms_per_request": {
+            name: round(sec * 1000 / requests, 3) for name, sec in (cpu_s or {}).items()
+        }
+        if requests
+        else {},
         "errors": errors[:50],
         "stream_lag_end": stream_lag_end,
         "timeline": timeline,

@@ -5,7 +5,6 @@ reserve, and sometimes cancel."""
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import uuid
@@ -13,11 +12,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import jwt
 
 from boxoffice.simulate.catalog import Stage
-from boxoffice.simulate.client import SimClient
+from boxoffice.simulate.client import Reply, SimClient
 from boxoffice.simulate.options import SimOptions
 
 # How many seats people want: pairs mostly (weights roughly like real on-sales).
@@ -70,8 +68,9 @@ class Person:
         lo = self.last_waiting_sent or self.join_sent or self.admitted_received
         hi = self.admitted_received
         if self.admission_iat is not None:
-            # The token's ``iat`` is the admission second; intersect when it is consistent
-            # with what we saw (a remote target's clock may disagree with ours).
+            # The token's ``iat`` is the admission second (gateway/queue signs every copy
+            # from the stored admission time); intersect when it is consistent with what we
+            # saw (a remote target's clock may disagree with ours).
             tlo, thi = max(lo, float(self.admission_iat)), min(hi, self.admission_iat + 1.0)
             if tlo <= thi:
                 lo, hi = tlo, thi
@@ -220,30 +219,10 @@ class Simulation:
     async def _wait_sse(self, person: Person) -> dict[str, Any] | None:
         """Follow ``/events`` until a final status; None to fall back to polling."""
         url = f"{person.base_url}/api/queue/{self.stage.session_id}/events"
-        started = time.time()
-        t = time.perf_counter()
-        last: dict[str, Any] | None = None
-        try:
-            async with self.client.http.stream(
-                "GET", url, headers=self.headers(person), timeout=httpx.Timeout(None, connect=10)
-            ) as response:
-                self.client.recorder.record(
-                    "events", started, (time.perf_counter() - t) * 1000, response.status_code
-                )
-                if response.status_code != 200:
-                    return None
-                async for line in response.aiter_lines():
-                    if not line.startswith("data:"):
-                        continue
-                    try:
-                        last = json.loads(line[5:])
-                    except ValueError:
-                        continue
-                    if last is not None and last.get("status") != "waiting":
-                        return last
-        except httpx.HTTPError:
-            return None
-        return last if last is not None and last.get("status") != "waiting" else None
+        async for status in self.client.events("events", url, self.headers(person)):
+            if status.get("status") != "waiting":
+                return status
+        return None
 
     def _poll_interval(self, status: dict[str, Any]) -> float:
         # A considerate frontend: poll less when the wait is long, never slower than a third
@@ -335,6 +314,13 @@ class Simulation:
         person.slot_released = person.reservation_sent
         r = await self.client.call("reserve", "POST", url, headers=headers, json=body)
         if r is None or r.status_code != 201:
+            # Like a tidy frontend: let the seats go now rather than when the hold expires.
+            await self.client.call(
+                "release",
+                "DELETE",
+                f"{person.base_url}/api/ticketing/holds/{hold['hold_id']}",
+                headers=self.headers(person),
+            )
             await self._give_up(person, "error", f"reserve {_status(r)}")
             return
         reservation: dict[str, Any] = r.json()
@@ -346,10 +332,12 @@ class Simulation:
             again = await self.client.call(
                 "reserve_replay", "POST", url, headers=headers, json=body
             )
-            if again is None or again.status_code not in (200, 201):
-                person.replay_mismatch = True
-            elif again.json().get("reservation_id") != reservation["reservation_id"]:
-                person.replay_mismatch = True
+            # A 5xx or no answer is counted as such; any other answer must be the original.
+            if again is not None and again.status_code < 500:
+                same = again.status_code in (200, 201) and (
+                    again.json().get("reservation_id") == reservation["reservation_id"]
+                )
+                person.replay_mismatch = not same
         if self.rng.random() < self.options.cancel_rate:
             await self.think()
             person.cancel_sent = time.time()
@@ -408,7 +396,7 @@ def choose_seats(seats: list[dict[str, Any]], want: int, rng: random.Random) -> 
     return [int(s["seat_id"]) for s in picked]
 
 
-def _status(response: httpx.Response | None) -> str:
+def _status(response: Reply | None) -> str:
     if response is None:
         return "no answer"
     return f"{response.status_code} {response.text[:200]}"
