@@ -23,7 +23,8 @@ Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")
 Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1..100.")]
 
 
-def get_settings(request: Request) -> Settings:
+# No I/O in these two: ``async def`` keeps them off the thread pool.
+async def get_settings(request: Request) -> Settings:
     """The app's settings (from the lifespan state)."""
     settings: Settings = request.state.settings
     return settings
@@ -63,7 +64,7 @@ _admin_header = APIKeyHeader(
 )
 
 
-def require_admin(
+async def require_admin(
     settings: SettingsDep, token: Annotated[str | None, Depends(_admin_header)]
 ) -> None:
     """Missing ``X-Admin-Token`` → 401, wrong → 403 (constant-time comparison)."""
