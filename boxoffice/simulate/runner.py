@@ -94,31 +94,48 @@ async def _sampler(
     recorder: Recorder,
     timeline: list[dict[str, Any]],
 ) -> None:
+    """Every ``SAMPLE_EVERY_S``: the crowd's counters plus the latest read-side and stream
+    figures. Those two are fetched by their own loops, so a slow answer under load delays
+    only its own figure, never the sampling cadence."""
     sid = sim.stage.session_id
-    last_mysql = 0
-    tick = 0
-    while True:
-        now = time.time()
-        if tick % 2 == 0:
+    latest: dict[str, int | None] = {"mysql": 0, "stream_lag": None}
+
+    async def poll_stats() -> None:
+        while True:
             r = await sim.client.call("stats(sampler)", "GET", stats_url)
             if r is not None and r.status_code == 200:
-                last_mysql = int(r.json()["reservation_count"])
-        tick += 1
-        timeline.append(
-            {
-                "t": round(now - recorder.t0, 3),
-                "waiting": sim.crowd.waiting,
-                "active": sim.crowd.active,
-                "finished": sim.crowd.finished,
-                "admitted_total": sum(1 for p in people if p.admitted_received is not None),
-                "confirmed": sim.crowd.confirmed,
-                "sold_seats": sim.crowd.sold_seats,
-                "mysql_reservations": last_mysql,
-                "read_lag": max(0, sim.crowd.confirmed - last_mysql),
-                "stream_lag": await probe.stream_lag(sid),
-            }
-        )
-        await asyncio.sleep(SAMPLE_EVERY_S)
+                latest["mysql"] = int(r.json()["reservation_count"])
+            await asyncio.sleep(1.0)
+
+    async def poll_stream() -> None:
+        while True:
+            latest["stream_lag"] = await probe.stream_lag(sid)
+            await asyncio.sleep(SAMPLE_EVERY_S)
+
+    pollers = [asyncio.create_task(poll_stats()), asyncio.create_task(poll_stream())]
+    try:
+        while True:
+            admitted = sum(1 for p in people if p.admitted_received is not None)
+            mysql = latest["mysql"] or 0
+            timeline.append(
+                {
+                    "t": round(time.time() - recorder.t0, 3),
+                    "waiting": sim.crowd.waiting,
+                    "active": sim.crowd.active,
+                    "finished": sim.crowd.finished,
+                    "admitted_total": admitted,
+                    "confirmed": sim.crowd.confirmed,
+                    "sold_seats": sim.crowd.sold_seats,
+                    "mysql_reservations": mysql,
+                    "read_lag": max(0, sim.crowd.confirmed - mysql),
+                    "stream_lag": latest["stream_lag"],
+                }
+            )
+            await asyncio.sleep(SAMPLE_EVERY_S)
+    finally:
+        for task in pollers:
+            task.cancel()
+        await asyncio.gather(*pollers, return_exceptions=True)
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
