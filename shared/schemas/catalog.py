@@ -7,6 +7,8 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.schemas.common import Price
+
 Name = Field(min_length=1, max_length=200)
 
 
@@ -27,7 +29,7 @@ class SeatRead(BaseModel):
     seat_id: int
     label: str
     grade: str
-    price: Decimal
+    price: Price
 
 
 class VenueCreated(VenueRead):
@@ -100,7 +102,7 @@ class GradeRead(BaseModel):
     """Seats and price of one grade in a session."""
 
     grade: str
-    price: Decimal
+    price: Price
     seat_count: int
 
 

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from decimal import Decimal
+from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, PlainSerializer
 
 T = TypeVar("T")
+
+
+def _price_json(value: Decimal) -> int | float:
+    # Prices are exact Decimals inside; JSON clients get a number, as in API.md's examples.
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+Price = Annotated[Decimal, PlainSerializer(_price_json, return_type=int | float, when_used="json")]
 
 
 class Problem(BaseModel):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from shared.schemas.common import Price
 
 SeatState = Literal["available", "held", "sold"]
 
@@ -17,7 +18,7 @@ class SeatStatus(BaseModel):
     seat_id: int
     label: str
     grade: str
-    price: Decimal
+    price: Price
     status: SeatState
 
 

@@ -49,8 +49,8 @@ class TestCreateVenue:
         assert labels[19:21] == ["A-20", "B-1"]
         assert labels[-3:] == ["C-1", "C-2", "C-3"]
         assert body["seats"][0]["grade"] == "VIP"
-        assert body["seats"][0]["price"] == "150000.00"
-        assert body["seats"][-1]["price"] == "99.50"
+        assert body["seats"][0]["price"] == 150000
+        assert body["seats"][-1]["price"] == 99.5
         stored = db.scalars(select(Seat.id).where(Seat.venue_id == body["id"])).all()
         assert sorted(stored) == sorted(s["seat_id"] for s in body["seats"])
         venue = (await api.get(f"/api/venues/{body['id']}")).json()
@@ -105,8 +105,8 @@ class TestCreatePerformanceAndSession:
         assert session["seat_count"] == 43
         assert session["sold_count"] == 0
         assert session["grades"] == [
-            {"grade": "VIP", "price": "150000.00", "seat_count": 40},
-            {"grade": "R", "price": "99.50", "seat_count": 3},
+            {"grade": "VIP", "price": 150000, "seat_count": 40},
+            {"grade": "R", "price": 99.5, "seat_count": 3},
         ]
         assert (await api.get(f"/api/sessions/{session['id']}")).json() == session
         stored = db.get(PerformanceSession, session["id"])

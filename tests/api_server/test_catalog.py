@@ -118,8 +118,8 @@ class TestSessions:
         assert body["seat_count"] == 10
         assert body["sold_count"] == 2  # the cancelled one and the other session's do not count
         assert body["grades"] == [
-            {"grade": "VIP", "price": "150000.00", "seat_count": 6},
-            {"grade": "R", "price": "90.00", "seat_count": 4},
+            {"grade": "VIP", "price": 150000, "seat_count": 6},
+            {"grade": "R", "price": 90, "seat_count": 4},
         ]
         assert body["queue"] == {"max_active": 5, "admit_per_second": 2.5}
 
