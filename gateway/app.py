@@ -9,7 +9,7 @@ app. Extension points for the rate limiter and the queue are marked ``EXTENSION 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -36,6 +36,8 @@ from gateway.ratelimit_api import ClientAddressResolver, RateLimiter, socket_pee
 from svckit.errors import add_exception_handlers
 from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck, ops_router
+
+log = logging.getLogger("boxoffice.gateway")
 
 
 def _readiness_checks(settings: Settings) -> dict[str, ReadinessCheck]:
@@ -142,9 +144,11 @@ def create_app(
         finally:
             for task in background:
                 task.cancel()
-            for task in background:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            if background:
+                # Bounded: a task that ignores cancellation must not hang the shutdown.
+                _, stuck = await asyncio.wait(background, timeout=5.0)
+                for task in stuck:
+                    log.error("background task %s did not stop in time", task.get_name())
             if owns_transport:
                 # The clients share this transport; closing it closes every pooled connection.
                 # An injected transport belongs to the caller (a test may reuse it).
