@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -11,17 +12,21 @@ from fastapi import FastAPI, Request
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 from sqlalchemy import Engine, text
 
 from shared.db.engine import make_engine
 from svckit.app import install_common
 from ticket_server.config import Settings
+from ticket_server.dependencies import Ticketing
 from ticket_server.errors import add_storage_handlers
 from ticket_server.holds.router import router as holds_router
 from ticket_server.inventory.router import router as inventory_router
 from ticket_server.inventory.service import Inventory
 from ticket_server.reservations.router import router as reservations_router
 from ticket_server.scripts import register_scripts
+
+log = logging.getLogger("boxoffice.ticket_server")
 
 
 def make_redis(settings: Settings) -> Redis:
@@ -40,6 +45,26 @@ def make_redis(settings: Settings) -> Redis:
         decode_responses=True,
     )
     return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+async def warm_pool(redis: Redis, connections: int) -> None:
+    """Open the pool's connections before traffic arrives (best effort).
+
+    At on-sale time hundreds of requests arrive at once; connecting then, with the event
+    loop busy parsing them, can exceed the connect timeout and turn a burst into 503s.
+    """
+    pool = redis.connection_pool
+    held = []
+    try:
+        for _ in range(connections):
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            held.append(conn)
+            await conn.connect()
+    except (RedisError, OSError) as e:  # Redis not up yet: connect lazily later
+        log.warning("redis pool warm-up skipped: %s", e)
+    finally:
+        for conn in held:
+            await pool.release(conn)
 
 
 async def _check_redis(request: Request) -> None:
@@ -65,14 +90,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         redis = make_redis(settings)
         engine = make_engine(settings.resolved_database_url())
+        await warm_pool(redis, settings.redis_max_connections)
         try:
+            inventory = Inventory(
+                redis=redis, engine=engine, load_wait_s=settings.inventory_load_wait_s
+            )
             yield {
-                "settings": settings,
                 "redis": redis,
                 "engine": engine,
-                "scripts": register_scripts(redis),
-                "inventory": Inventory(
-                    redis=redis, engine=engine, load_wait_s=settings.inventory_load_wait_s
+                "ticketing": Ticketing(
+                    settings=settings,
+                    redis=redis,
+                    scripts=register_scripts(redis),
+                    inventory=inventory,
                 ),
             }
         finally:

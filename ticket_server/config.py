@@ -11,8 +11,11 @@ class Settings(CommonSettings):
     """Settings of ticket_server (environment prefix ``BOXOFFICE_``)."""
 
     # Bounded so that an unreachable Redis turns into a quick 503, never a hang.
-    redis_connect_timeout_s: float = Field(default=0.5, gt=0)
-    redis_max_connections: int = Field(default=256, ge=1)
+    redis_connect_timeout_s: float = Field(default=1.0, gt=0)
+    # Few connections on purpose: Redis runs one command at a time anyway, and a burst of
+    # requests opening hundreds of connections at once on a busy event loop times out
+    # connecting. Requests queue for a pooled connection instead (up to the pool timeout).
+    redis_max_connections: int = Field(default=32, ge=1)
     # How long a request waits for a free pooled connection before giving up (503).
     redis_pool_timeout_s: float = Field(default=3.0, gt=0)
     # How long a request waits for another request that is loading the seat map.

@@ -156,3 +156,19 @@ async def test_x_user_id_is_never_believed(client, session):
     headers = {**intruder.auth(), "X-User-Id": owner.user_id}
     assert_problem(await client.get(f"/api/ticketing/reservations/{rid}", headers=headers), 404)
     assert_problem(await client.delete(f"/api/ticketing/reservations/{rid}", headers=headers), 404)
+
+
+async def test_cached_token_verdicts_end_at_the_tokens_expiry(client, session, monkeypatch):
+    u = User.new()
+    sid = session.session_id
+    url = f"/api/ticketing/sessions/{sid}/seats"
+    assert (await client.get(url, headers=u.headers(sid))).status_code == 200
+
+    class _Later:
+        @staticmethod
+        def time() -> float:
+            return time.time() + 7200  # past both tokens' expiry (and the leeway)
+
+    monkeypatch.setattr("ticket_server.dependencies.time", _Later)
+    assert_problem(await client.get(url, headers=u.headers(sid)), 401)
+    assert_problem(await client.get("/api/ticketing/me/reservations", headers=u.auth()), 401)

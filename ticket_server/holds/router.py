@@ -6,15 +6,7 @@ from fastapi import APIRouter, Response, status
 
 from shared.schemas.common import problem_responses
 from shared.schemas.ticketing import HoldCreate, HoldRead
-from ticket_server.dependencies import (
-    CurrentUser,
-    InventoryDep,
-    RedisDep,
-    ScriptsDep,
-    SessionAdmission,
-    SessionId,
-    SettingsDep,
-)
+from ticket_server.dependencies import CurrentUser, SessionAdmission, SessionId, TicketingDep
 from ticket_server.holds import service
 
 router = APIRouter(prefix="/api/ticketing", tags=["ticketing"])
@@ -31,16 +23,13 @@ async def create_hold(
     body: HoldCreate,
     user: CurrentUser,
     admission: SessionAdmission,
-    redis: RedisDep,
-    scripts: ScriptsDep,
-    inventory: InventoryDep,
-    settings: SettingsDep,
+    ctx: TicketingDep,
 ) -> HoldRead:
     """Hold seats, all or nothing (409 with conflicting_seat_ids; unknown seats are 422)."""
+    settings = ctx.settings
     return await service.hold_seats(
-        redis=redis,
-        scripts=scripts,
-        inventory=inventory,
+        scripts=ctx.scripts,
+        inventory=ctx.inventory,
         session_id=session_id,
         user_id=user.user_id,
         seat_ids=body.seat_ids,
@@ -59,9 +48,8 @@ async def create_hold(
 async def delete_hold(
     hold_id: str,
     user: CurrentUser,
-    redis: RedisDep,
-    scripts: ScriptsDep,
+    ctx: TicketingDep,
 ) -> Response:
     """Release one's own hold; its seats become available (others' holds are 404)."""
-    await service.release_hold(redis=redis, scripts=scripts, hold_id=hold_id, user_id=user.user_id)
+    await service.release_hold(scripts=ctx.scripts, hold_id=hold_id, user_id=user.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

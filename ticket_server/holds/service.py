@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from redis.asyncio import Redis
-
 from shared import keys
 from shared.schemas.ticketing import HoldRead
 from ticket_server.errors import Conflict, NotFound, Unprocessable
@@ -30,7 +28,6 @@ def check_seat_ids(seat_ids: list[int], *, limit: int) -> None:
 
 async def hold_seats(
     *,
-    redis: Redis,
     scripts: Scripts,
     inventory: Inventory,
     session_id: int,
@@ -90,7 +87,7 @@ async def hold_seats(
     raise NotFound(f"Session {session_id} does not exist.")
 
 
-async def release_hold(*, redis: Redis, scripts: Scripts, hold_id: str, user_id: str) -> None:
+async def release_hold(*, scripts: Scripts, hold_id: str, user_id: str) -> None:
     """Release the user's hold (404 when it is not the user's or does not exist)."""
     session_id = hold_session(hold_id)
     if session_id is None:

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from shared.schemas.common import problem_responses
 from shared.schemas.ticketing import SeatMap
-from ticket_server.dependencies import InventoryDep, SessionAdmission, SessionId
+from ticket_server.dependencies import SessionAdmission, SessionId, TicketingDep
 
 router = APIRouter(prefix="/api/ticketing", tags=["ticketing"])
 
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/api/ticketing", tags=["ticketing"])
     responses=problem_responses(401, 403, 404, 422, 503),
 )
 async def get_seat_map(
-    session_id: SessionId, admission: SessionAdmission, inventory: InventoryDep
+    session_id: SessionId, admission: SessionAdmission, ctx: TicketingDep
 ) -> SeatMap:
     """Live seat map of a session (needs the session's admission token)."""
-    return await inventory.seat_map(session_id)
+    return await ctx.inventory.seat_map(session_id)

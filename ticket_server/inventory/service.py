@@ -25,7 +25,8 @@ from ticket_server.errors import NotFound, ServiceUnavailable
 from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
 
 _LOCK_TTL_MS = 30_000
-_POLL_S = 0.02
+_POLL_S = 0.01
+_MAX_POLL_S = 0.2
 
 # Compare-and-delete: only the loader that took the lock releases it.
 _UNLOCK = """
@@ -64,13 +65,28 @@ class Inventory:
         self._load_wait_s = load_wait_s
         self._unlock = redis.register_script(_UNLOCK)
         self._meta: dict[int, SessionMeta] = {}
+        self._loading: dict[int, asyncio.Future[None]] = {}
 
     async def ensure_loaded(self, session_id: int) -> None:
-        """Make sure the session's seat map is in Redis (404 for an unknown session)."""
+        """Make sure the session's seat map is in Redis (404 for an unknown session).
+
+        Concurrent callers in this process share one attempt: at on-sale time hundreds of
+        first requests arrive together, and each polling Redis would swamp both.
+        """
+        task = self._loading.get(session_id)
+        if task is None:
+            task = asyncio.ensure_future(self._ensure_loaded(session_id))
+            self._loading[session_id] = task
+            task.add_done_callback(lambda _: self._loading.pop(session_id, None))
+        # shield: one caller giving up (client gone) must not cancel the others' load.
+        await asyncio.shield(task)
+
+    async def _ensure_loaded(self, session_id: int) -> None:
         info = keys.session_info(session_id)
         lock = keys.inventory_lock(session_id)
         token = secrets.token_hex(8)
         deadline = time.monotonic() + self._load_wait_s
+        poll_s = _POLL_S
         while True:
             if await self._redis.exists(info):
                 return
@@ -91,7 +107,8 @@ class Inventory:
             # the session turned out unknown, and then look for ourselves).
             if time.monotonic() > deadline:
                 raise ServiceUnavailable("The seat map is still loading; try again shortly.")
-            await asyncio.sleep(_POLL_S)
+            await asyncio.sleep(poll_s)
+            poll_s = min(poll_s * 2, _MAX_POLL_S)
 
     async def _write(self, snap: SessionSeats) -> None:
         sid = snap.session_id

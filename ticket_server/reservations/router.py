@@ -11,9 +11,7 @@ from shared.schemas.ticketing import ReservationCreate, ReservationRead
 from ticket_server.dependencies import (
     AdmissionHeader,
     CurrentUser,
-    RedisDep,
-    ScriptsDep,
-    SettingsDep,
+    TicketingDep,
     verify_admission,
 )
 from ticket_server.errors import NotFound
@@ -45,21 +43,20 @@ async def create_reservation(
     body: ReservationCreate,
     user: CurrentUser,
     idempotency_key: IdempotencyKey,
-    redis: RedisDep,
-    scripts: ScriptsDep,
-    settings: SettingsDep,
+    ctx: TicketingDep,
     admission_token: AdmissionHeader = None,
 ) -> ReservationRead:
     """Confirm one's hold into a reservation (needs the session's admission token)."""
     session_id = hold_session(body.hold_id)
     if session_id is None:
         raise NotFound("No such hold.")
+    settings = ctx.settings
     admission = verify_admission(
         admission_token, settings=settings, user=user, session_id=session_id
     )
     return await service.confirm(
-        redis=redis,
-        scripts=scripts,
+        redis=ctx.redis,
+        scripts=ctx.scripts,
         user=user,
         session_id=session_id,
         hold_id=body.hold_id,
@@ -75,11 +72,11 @@ async def create_reservation(
     responses=problem_responses(401, 404, 503),
 )
 async def get_reservation(
-    reservation_id: str, user: CurrentUser, redis: RedisDep
+    reservation_id: str, user: CurrentUser, ctx: TicketingDep
 ) -> ReservationRead:
     """One's own reservation (others' are 404)."""
     return await service.get_reservation(
-        redis=redis, reservation_id=reservation_id, user_id=user.user_id
+        redis=ctx.redis, reservation_id=reservation_id, user_id=user.user_id
     )
 
 
@@ -88,10 +85,10 @@ async def get_reservation(
     response_model=Items[ReservationRead],
     responses=problem_responses(401, 503),
 )
-async def list_my_reservations(user: CurrentUser, redis: RedisDep) -> Items[ReservationRead]:
+async def list_my_reservations(user: CurrentUser, ctx: TicketingDep) -> Items[ReservationRead]:
     """Every reservation of the caller, confirmed or cancelled, newest first."""
     return Items[ReservationRead](
-        items=await service.list_reservations(redis=redis, user_id=user.user_id)
+        items=await service.list_reservations(redis=ctx.redis, user_id=user.user_id)
     )
 
 
@@ -101,11 +98,7 @@ async def list_my_reservations(user: CurrentUser, redis: RedisDep) -> Items[Rese
     response_class=Response,
     responses=problem_responses(401, 404, 503),
 )
-async def cancel_reservation(
-    reservation_id: str, user: CurrentUser, redis: RedisDep, scripts: ScriptsDep
-) -> Response:
+async def cancel_reservation(reservation_id: str, user: CurrentUser, ctx: TicketingDep) -> Response:
     """Cancel one's own reservation: seats available again, ranking entry removed."""
-    await service.cancel(
-        redis=redis, scripts=scripts, reservation_id=reservation_id, user_id=user.user_id
-    )
+    await service.cancel(scripts=ctx.scripts, reservation_id=reservation_id, user_id=user.user_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -161,7 +161,7 @@ async def list_reservations(*, redis: Redis, user_id: str) -> list[ReservationRe
     return out
 
 
-async def cancel(*, redis: Redis, scripts: Scripts, reservation_id: str, user_id: str) -> None:
+async def cancel(*, scripts: Scripts, reservation_id: str, user_id: str) -> None:
     """Cancel the user's reservation (idempotent; 404 when it is not the user's)."""
     session_id = reservation_session(reservation_id)
     if session_id is None:
