@@ -190,11 +190,13 @@ def run_once(
         started = time.perf_counter()
         client.sadd(keys.EVENT_STREAMS, *session_ids)
         while True:
-            backlog = group_backlog(client)
+            backlog = group_backlog(client, session_ids=session_ids)
             if backlog.streams == len(session_ids) and backlog.lag == 0:
                 break
             if any(p.poll() is not None for p in procs):
                 raise SystemExit("a worker died")
+            if time.perf_counter() - started > args.timeout_s:
+                raise SystemExit(f"not drained after {args.timeout_s} s: {backlog}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
     finally:
@@ -235,6 +237,7 @@ def main() -> int:
     p.add_argument("--seats", type=int, default=2, help="seats per reservation")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--timeout-s", type=float, default=300.0)
     args = p.parse_args()
 
     if args.database_url.startswith("mysql"):

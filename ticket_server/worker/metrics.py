@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
@@ -55,11 +55,16 @@ def _unread(client: redis.Redis, stream: str, info: dict[str, Any]) -> int:
     return len(rest)
 
 
-def group_backlog(client: redis.Redis, group: str = keys.WORKER_GROUP) -> GroupBacklog:
-    """Sum the group's unread and pending entries over every registered event stream
-    (``client`` must decode responses)."""
+def group_backlog(
+    client: redis.Redis,
+    group: str = keys.WORKER_GROUP,
+    session_ids: Iterable[int] | None = None,
+) -> GroupBacklog:
+    """Sum the group's unread and pending entries over every registered event stream, or
+    over the streams of ``session_ids`` (``client`` must decode responses)."""
     unread = pending = streams = 0
-    for member in cast(Any, client.smembers(keys.EVENT_STREAMS)):
+    members = session_ids if session_ids is not None else client.smembers(keys.EVENT_STREAMS)
+    for member in cast(Any, members):
         try:
             stream = keys.events_stream(int(member))
         except ValueError:
