@@ -130,6 +130,11 @@ def print_report(report: dict[str, Any]) -> None:
             " ".join(f"{k}:{v}" for k, v in statuses.items()),
         )
     console.print(lat)
+    for name, fig in report.get("diagnostics", {}).items():
+        console.print(
+            f"{name.replace('_', ' ')}: p50 {_fmt(fig['p50'])} p95 {_fmt(fig['p95'])} "
+            f"max {_fmt(fig['max'])}"
+        )
     if report.get("cpu_seconds_during_sale"):
         cpu = report["cpu_seconds_during_sale"]
         per = report.get("cpu_ms_per_request", {})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import random
 import sys
@@ -26,7 +27,7 @@ from boxoffice.simulate.report import (
     statuses_by_step,
     write_json,
 )
-from boxoffice.simulate.stats import admission_fairness, max_overlap
+from boxoffice.simulate.stats import admission_fairness, max_overlap, summarize
 from boxoffice.simulate.system import LocalSystem, Target, remote_target
 from boxoffice.simulate.user import Person, Simulation
 from boxoffice.simulate.verify import Verification, verify
@@ -114,6 +115,7 @@ async def _sampler(
 
     pollers = [asyncio.create_task(poll_stats()), asyncio.create_task(poll_stream())]
     try:
+        lag_ms = 0.0
         while True:
             admitted = sum(1 for p in people if p.admitted_received is not None)
             mysql = latest["mysql"] or 0
@@ -129,9 +131,14 @@ async def _sampler(
                     "mysql_reservations": mysql,
                     "read_lag": max(0, sim.crowd.confirmed - mysql),
                     "stream_lag": latest["stream_lag"],
+                    # How late this sample woke up: the simulator's own event-loop delay,
+                    # which every latency it measures includes.
+                    "sim_loop_lag_ms": round(lag_ms, 1),
                 }
             )
+            slept = time.perf_counter()
             await asyncio.sleep(SAMPLE_EVERY_S)
+            lag_ms = max(0.0, (time.perf_counter() - slept - SAMPLE_EVERY_S) * 1000)
     finally:
         for task in pollers:
             task.cancel()
@@ -380,6 +387,20 @@ def build_report(
     ]
     max_active_seen = max_overlap(active_intervals)
 
+    # Where slot time goes (client view): how late people noticed their admission (upper
+    # bound: the token's iat is truncated to the second) and how long they then booked.
+    notice = [
+        p.admitted_received - p.admission_iat
+        for p in admitted
+        if p.admitted_received is not None and p.admission_iat is not None
+    ]
+    held = [
+        p.slot_released - p.admitted_received
+        for p in admitted
+        if p.slot_released is not None and p.admitted_received is not None
+    ]
+    loop_lag = [float(row.get("sim_loop_lag_ms") or 0.0) for row in timeline]
+
     samples = recorder.samples
     lat = latency_by_step(samples)
     statuses = statuses_by_step(samples)
@@ -507,6 +528,12 @@ def build_report(
             "max_active": options.max_active,
             "max_active_observed": max_active_seen,
         },
+        "diagnostics": {
+            "admission_noticed_after_s": summarize(notice),
+            "slot_held_by_client_s": summarize(held),
+            "hold_attempts_per_admitted": summarize([p.hold_attempts for p in admitted]),
+            "simulator_loop_lag_ms": summarize(loop_lag),
+        },
         "verification": asdict(v),
         "latency_ms": lat,
         "statuses": statuses,
@@ -526,7 +553,42 @@ def build_report(
         "timeline": timeline,
         "latency_timeline": latency_timeline(samples),
         "notes": notes,
+        # Written to people.jsonl (one line per person), not into report.json.
+        "people": [person_row(p, t0) for p in people],
     }
+
+
+def person_row(p: Person, t0: float) -> dict[str, Any]:
+    """One person's journey, times in seconds from booking open."""
+
+    def rel(t: float | None) -> float | None:
+        return None if t is None else round(t - t0, 3)
+
+    r = p.reservation or {}
+    return {
+        "n": p.index + 1,
+        "outcome": p.outcome,
+        "detail": p.detail or None,
+        "join_sent": rel(p.join_sent),
+        "join_received": rel(p.join_received),
+        "queue_position": p.queue_position,
+        "admission_iat": rel(float(p.admission_iat)) if p.admission_iat is not None else None,
+        "admitted_received": rel(p.admitted_received),
+        "slot_released": rel(p.slot_released),
+        "hold_attempts": p.hold_attempts,
+        "conflicts": p.conflicts,
+        "rank": r.get("rank"),
+        "seats": len(r.get("seat_ids", [])) or None,
+        "completion_ms": r.get("completion_ms"),
+        "cancelled": p.cancelled,
+    }
+
+
+def write_people(rows: list[dict[str, Any]], out_dir: Path) -> None:
+    """``people.jsonl``: every person's journey, for analysis after the fact."""
+    with (out_dir / "people.jsonl").open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def _check(name: str, value: Any, goal: str, ok: bool) -> dict[str, Any]:
@@ -568,6 +630,7 @@ def run(options: SimOptions) -> int:
         if system is not None:
             system.stop()
     write_json(report, out_dir)
+    write_people(report.pop("people", []), out_dir)
     if options.plots:
         plot(report, out_dir)
     print_report(report)
