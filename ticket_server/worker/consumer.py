@@ -55,6 +55,9 @@ class WorkerOptions:
     claim_idle_ms: int = 30_000
     max_attempts: int = 5
     discover_interval_s: float = 2.0
+    # Consumers with nothing pending and idle this long are forgotten (each restart adds
+    # a consumer name; dead ones would otherwise pile up in XINFO CONSUMERS).
+    forget_idle_ms: int = 3_600_000
     backoff_base_s: float = 0.2
     backoff_cap_s: float = 10.0
 
@@ -102,6 +105,7 @@ class Worker:
         self._stop = threading.Event()
         self._next_discover = 0.0
         self._next_claim = 0.0
+        self._next_forget = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -147,6 +151,9 @@ class Worker:
             handled += self.handle(self.claim_idle())
             # Claiming more often than the idle time cannot find more entries.
             self._next_claim = now + max(0.05, self.opts.claim_idle_ms / 2000)
+        if now >= self._next_forget:
+            self.forget_idle_consumers()
+            self._next_forget = now + max(1.0, self.opts.forget_idle_ms / 10_000)
         if self.stopping:
             return handled
         return handled + self.handle(self.read())
@@ -185,6 +192,31 @@ class Worker:
         for stream, items in reply or []:
             entries.extend(Entry(stream, eid, fields) for eid, fields in items)
         return entries
+
+    def forget_idle_consumers(self) -> int:
+        """Delete consumers that hold no pending entries and have been idle for
+        ``forget_idle_ms``; returns how many. Never touches one with pending entries: those
+        are re-claimed first."""
+        forgotten = 0
+        for stream in sorted(self.streams):
+            consumers: Any = self.redis.xinfo_consumers(stream, self.opts.group)
+            for c in consumers:
+                if (
+                    c["name"] != self.opts.consumer
+                    and int(c["pending"]) == 0
+                    and int(c["idle"]) >= self.opts.forget_idle_ms
+                ):
+                    # An hour without even a blocking read means the process is gone. Were it
+                    # to read in this very instant, the entries it got would leave the PEL
+                    # with it: counted and logged, as that would need a manual replay.
+                    dropped = self.redis.xgroup_delconsumer(stream, self.opts.group, c["name"])
+                    if dropped:
+                        log.error(
+                            "forgotten consumer held entries",
+                            extra={"stream": stream, "consumer": c["name"], "entries": dropped},
+                        )
+                    forgotten += 1
+        return forgotten
 
     def claim_idle(self) -> list[Entry]:
         """Take over entries pending longer than ``claim_idle_ms`` (a dead consumer's, or ones

@@ -243,3 +243,21 @@ class TestConsume:
         assert not t.is_alive()
         down.dispose()
         assert group_backlog(redis_sync).pending == 1  # not acknowledged: nothing lost
+
+    def test_idle_consumers_without_pending_entries_are_forgotten(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        push(redis_sync, *[completed(s, i + 1, [catalog.seats[i]]) for i in range(4)])
+        holder = make_worker("holder", batch_size=2)
+        holder.discover()
+        assert len(holder.read()) == 2  # dies holding two entries
+        drain(make_worker("finished"))  # applies the other two, then "dies" with nothing
+        time.sleep(0.12)
+        janitor = make_worker("janitor", forget_idle_ms=100, claim_idle_ms=60_000)
+        janitor.discover()
+        assert janitor.forget_idle_consumers() == 1
+        stream = keys.events_stream(s)
+        names = {c["name"] for c in redis_sync.xinfo_consumers(stream, keys.WORKER_GROUP)}
+        assert "finished" not in names
+        assert "holder" in names  # still owns pending entries: kept until they are re-claimed
