@@ -146,7 +146,9 @@ def create_app(
                 task.cancel()
             if background:
                 # Bounded: a task that ignores cancellation must not hang the shutdown.
-                _, stuck = await asyncio.wait(background, timeout=5.0)
+                _, stuck = await asyncio.wait(
+                    background, timeout=settings.background_shutdown_timeout_s
+                )
                 for task in stuck:
                     log.error("background task %s did not stop in time", task.get_name())
             if owns_transport:

@@ -122,6 +122,9 @@ class Settings(CommonSettings):
     circuit_failure_threshold: int = Field(default=5, ge=1)
     circuit_cooldown_s: float = Field(default=5.0, gt=0)
 
+    # How long the lifespan waits for cancelled background tasks (queue loop) at shutdown.
+    background_shutdown_timeout_s: float = Field(default=5.0, gt=0)
+
     max_body_bytes: int = Field(default=1024 * 1024, ge=1)
     readiness_timeout_s: float = Field(default=1.0, gt=0)
 
