@@ -10,6 +10,7 @@ import time
 import pytest
 
 from shared import keys
+from shared.schemas.ticketing import SeatMap
 from tests.ticket_server.conftest import CatalogSession, User, create_session
 from tests.ticket_server.helpers import assert_problem, statuses
 from ticket_server.inventory import repository
@@ -66,6 +67,8 @@ async def test_seat_map_shape(client, session: CatalogSession):
     sid = session.session_id
     r = await client.get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
     body = r.json()
+    assert r.headers["content-type"] == "application/json"
+    SeatMap.model_validate_json(r.content)  # the documented schema
     assert body["session_id"] == sid
     assert [s["seat_id"] for s in body["seats"]] == session.seat_ids
     first = body["seats"][0]
@@ -74,6 +77,15 @@ async def test_seat_map_shape(client, session: CatalogSession):
     assert first["grade"] == "VIP"
     assert float(first["price"]) == 150000
     assert {s["status"] for s in body["seats"]} == {"available"}
+
+
+async def test_seat_map_is_in_the_openapi_schema(client):
+    r = await client.get("/openapi.json")
+    assert r.status_code == 200
+    op = r.json()["paths"]["/api/ticketing/sessions/{session_id}/seats"]["get"]
+    assert op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/SeatMap"
+    )
 
 
 async def test_unknown_session_is_404_for_every_racer(make_client, session, load_calls):

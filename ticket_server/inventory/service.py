@@ -20,7 +20,6 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from shared import keys
-from shared.schemas.ticketing import SeatMap, SeatStatus
 from ticket_server.errors import NotFound, ServiceUnavailable
 from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
 
@@ -40,6 +39,21 @@ class SessionMeta:
     """The static part of a session's seat map (cached in-process: it never changes)."""
 
     seats: list[SeatRow]
+    # Each seat's JSON up to its status value, pre-rendered: the seat map is the most
+    # polled page at on-sale time, and only the statuses change between two renderings.
+    fragments: list[bytes]
+
+    @classmethod
+    def of(cls, seats: list[SeatRow]) -> SessionMeta:
+        """Metadata with the pre-rendered fragments (the ``SeatStatus`` field order)."""
+        fragments = [
+            orjson.dumps(
+                {"seat_id": s.seat_id, "label": s.label, "grade": s.grade, "price": s.price}
+            )[:-1]
+            + b',"status":"'
+            for s in seats
+        ]
+        return cls(seats=seats, fragments=fragments)
 
 
 def state_of(raw: str, now_ms: int) -> str:
@@ -131,7 +145,7 @@ class Inventory:
                 mapping={"opens_ms": opens_ms, "seat_count": len(snap.seats)},
             )
             await pipe.execute()
-        self._meta[sid] = SessionMeta(seats=snap.seats)
+        self._meta[sid] = SessionMeta.of(snap.seats)
 
     async def meta(self, session_id: int) -> SessionMeta:
         """The session's static seat metadata (from memory, else Redis, else the catalog)."""
@@ -145,12 +159,13 @@ class Inventory:
             label, grade, price = orjson.loads(blob)
             seats.append(SeatRow(int(seat_id), label, grade, price))
         seats.sort(key=lambda s: s.seat_id)
-        meta = SessionMeta(seats=seats)
+        meta = SessionMeta.of(seats)
         self._meta[session_id] = meta
         return meta
 
-    async def seat_map(self, session_id: int) -> SeatMap:
-        """The live seat map: every seat with ``available``, ``held`` or ``sold``."""
+    async def seat_map_json(self, session_id: int) -> bytes:
+        """The live seat map as ``SeatMap`` JSON: every seat with ``available``, ``held``
+        or ``sold``. Rendered from the cached fragments (no model per seat)."""
         meta = await self.meta(session_id)
         for _ in range(2):
             async with self._redis.pipeline(transaction=True) as pipe:
@@ -162,16 +177,8 @@ class Inventory:
             # The session vanished from Redis after we cached its metadata: load it again.
             await self.ensure_loaded(session_id)
         now_ms = server_ms(now_reply)
-        return SeatMap(
-            session_id=session_id,
-            seats=[
-                SeatStatus(
-                    seat_id=s.seat_id,
-                    label=s.label,
-                    grade=s.grade,
-                    price=s.price,
-                    status=state_of(states.get(str(s.seat_id), "A"), now_ms),
-                )
-                for s in meta.seats
-            ],
-        )
+        parts = [
+            frag + state_of(states.get(str(s.seat_id), "A"), now_ms).encode() + b'"}'
+            for s, frag in zip(meta.seats, meta.fragments, strict=True)
+        ]
+        return b'{"session_id":%d,"seats":[%b]}' % (session_id, b",".join(parts))
