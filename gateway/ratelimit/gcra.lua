@@ -25,19 +25,34 @@ local burst = tonumber(ARGV[2])
 -- k-th request gives new_tat = now + k * interval, admitted iff k <= burst.
 local tolerance = interval * burst
 
+local function store(value)
+  -- %.0f: Lua's default number formatting (%.14g) would round a 16-digit microsecond value.
+  local ttl_ms = math.max(1, math.ceil((value - now) / 1000))
+  redis.call('SET', KEYS[1], string.format('%.0f', value), 'PX', string.format('%.0f', ttl_ms))
+end
+
 local stored = redis.call('GET', KEYS[1])
 local tat = now
+local clamped = false
 if stored then
   tat = math.max(tonumber(stored), now)
+  -- Under one policy an admission never leaves the TAT more than `tolerance` ahead, so this
+  -- only fires after a policy change (lower rate or burst): the subject then starts from
+  -- "burst used up" under the new policy instead of serving out the old one.
+  if tat > now + tolerance then
+    tat = now + tolerance
+    clamped = true
+  end
 end
 
 local new_tat = tat + interval
 local allow_at = new_tat - tolerance
 if allow_at > now then
+  if clamped then
+    store(tat)
+  end
   return {0, 0, allow_at - now, tat - now}
 end
 
--- %.0f: Lua's default number formatting (%.14g) would round a 16-digit microsecond value.
-local ttl_ms = math.max(1, math.ceil((new_tat - now) / 1000))
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', string.format('%.0f', ttl_ms))
+store(new_tat)
 return {1, math.floor((now + tolerance - new_tat) / interval), 0, new_tat - now}

@@ -47,6 +47,7 @@ class InstanceTracker:
         self._timeout_s = timeout_s
         self._metrics = metrics
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Event | None = None
 
     async def beat(self) -> int:
         """One heartbeat; returns and remembers the live count. Raises on Redis trouble."""
@@ -60,24 +61,31 @@ class InstanceTracker:
         return self.live
 
     async def _run(self) -> None:
-        while True:
+        assert self._stopping is not None
+        while not self._stopping.is_set():
             try:
                 await self.beat()
             except Exception as e:  # Redis down: keep the last count, try again next period
                 log.debug("gateway heartbeat failed: %s: %s", type(e).__name__, e)
-            await asyncio.sleep(self._interval_s)
+            # Wait on an event rather than rely on cancellation alone: a cancel that lands
+            # inside the Redis call can come back as a Redis error and be swallowed above.
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self._interval_s)
 
     def start(self) -> None:
         """Start the background heartbeat."""
         if self._task is None:
+            self._stopping = asyncio.Event()
             self._task = asyncio.create_task(self._run(), name="ratelimit-heartbeat")
 
     async def stop(self) -> None:
         """Stop heartbeating and leave the set (best effort, bounded)."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        if self._task is not None and self._stopping is not None:
+            self._stopping.set()
+            try:
+                await asyncio.wait_for(self._task, self._timeout_s * 2)
+            except TimeoutError:
+                pass  # wait_for cancelled it
             self._task = None
         with suppress(Exception):
             async with asyncio.timeout(self._timeout_s):

@@ -24,7 +24,8 @@ class Verdict:
 
 def gcra_step(tat: float, now: float, interval: float, burst: int) -> tuple[Verdict, float]:
     """One admission decision; returns the verdict and the new TAT (unchanged if refused)."""
-    tat = max(tat, now)
+    # Clamped as in gcra.lua: only matters when the share changes (the live count moved).
+    tat = min(max(tat, now), now + interval * burst)
     new_tat = tat + interval
     allow_at = new_tat - interval * burst
     if allow_at > now:
