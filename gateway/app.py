@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
+from starlette.types import Receive, Scope, Send
 
 from gateway.config import Settings
 from gateway.front import GatewayFront
@@ -38,6 +39,28 @@ from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck, ops_router
 
 log = logging.getLogger("boxoffice.gateway")
+
+
+class GatewayApp(FastAPI):
+    """A FastAPI app whose HTTP entry is the gateway's front layer.
+
+    Proxied requests are answered by ``GatewayFront`` without entering Starlette's
+    middleware stack (server-error, telemetry, body-limit and exception layers cost CPU on
+    every proxied request and add nothing there); what the gateway answers itself goes on
+    to the regular FastAPI stack through ``fastapi_asgi``."""
+
+    front: GatewayFront | None = None
+
+    async def fastapi_asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The plain FastAPI app (routing, dependencies, exception handlers)."""
+        await super().__call__(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        front = self.front
+        if front is not None and scope["type"] == "http":
+            await front(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
 
 
 def _readiness_checks(settings: Settings) -> dict[str, ReadinessCheck]:
@@ -160,7 +183,7 @@ def create_app(
                 await limiter.aclose()
             await redis.aclose()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="Boxoffice gateway",
         version="0.1.0",
         description="The single public URL: routing, identity, rate limiting, queue admission.",
@@ -177,5 +200,5 @@ def create_app(
     # --- EXTENSION POINT: queue routes (gateway/queue/router.py) ----------------------------
     app.include_router(queue_router, prefix="/api/queue", tags=["queue"])
     # ----------------------------------------------------------------------------------------
-    app.add_middleware(GatewayFront, settings=settings, state=app.state, metrics=metrics)
+    app.front = GatewayFront(app.fastapi_asgi, settings=settings, state=app.state, metrics=metrics)
     return app

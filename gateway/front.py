@@ -12,6 +12,7 @@ cost more CPU than the proxying itself.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -84,6 +85,16 @@ class Problem(Exception):
         self.slug = slug
         self.headers = headers or []
         self.extra = extra
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413,
+        "Content Too Large",
+        f"The request body exceeds {limit} bytes.",
+        "payload-too-large",
+        [(b"connection", b"close")],
+    )
 
 
 def _unauthorized(detail: str, token_given: bool) -> Problem:
@@ -356,6 +367,23 @@ class GatewayFront:
         except Problem as p:
             status = p.status
             await self._send_problem(send, p, rid, extra)
+        except Exception:
+            # Proxied requests never pass Starlette's error middleware: this is their last
+            # line. A problem+json 500 if nothing was sent yet; the bug is logged.
+            status = 500
+            log.exception("unhandled error in the gateway", extra={"request_id": rid})
+            with contextlib.suppress(Exception):
+                await self._send_problem(
+                    send,
+                    Problem(
+                        500,
+                        "Internal Server Error",
+                        "An unexpected error occurred; it has been logged.",
+                        "internal",
+                    ),
+                    rid,
+                    extra,
+                )
         finally:
             elapsed = time.perf_counter() - started
             self.metrics.observe_request(group, method, status, elapsed)
@@ -402,18 +430,30 @@ class GatewayFront:
                 )
         seen = 0
         started = False
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal seen
+            # Over the limit: answer 413 ourselves and tell the app the client left, so
+            # it stops reading; whatever it still sends is dropped.
+            nonlocal seen, rejected, started
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise BodyTooLarge
+                    rejected = True
+                    if not started:
+                        started = True
+                        status_box[0] = 413
+                        await self._send_problem(send, _too_large(limit), rid, extra)
+                    return {"type": "http.disconnect"}
             return message
 
         async def send_wrapper(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 status_box[0] = message["status"]
@@ -422,16 +462,11 @@ class GatewayFront:
 
         try:
             await self.app(scope, limited_receive, send_wrapper)
-        except BodyTooLarge as e:
-            if started:
-                raise
-            raise Problem(
-                413,
-                "Content Too Large",
-                f"The request body exceeds {limit} bytes.",
-                "payload-too-large",
-                [(b"connection", b"close")],
-            ) from e
+        except Exception:
+            if rejected or started:
+                # Our 413, or FastAPI's server-error layer already answered 500 and logged.
+                return status_box[0]
+            raise
         return status_box[0]
 
     async def _proxy(
