@@ -5,11 +5,13 @@ processes, and time how fast they persist it into the database (events/s).
     .venv/bin/python bench/worker_drain.py --workers 1 2 3 --batch-size 2000
 
 Defaults: MariaDB at ``mysql+pymysql://root@127.0.0.1:3306/bx_bench_worker`` (created and
-migrated here; its reservation tables are emptied before each run) and Redis DB index 6
-(only this benchmark's keys are touched). Each event is a ``reservation.completed`` with
-``--seats`` seats, so one event is one reservation row, ``--seats`` seat rows and a ranking
-row. The clock starts when the streams are registered (the workers are already up) and stops
-when the group's lag (unread + pending, XINFO GROUPS) is 0.
+migrated here; its reservation tables are emptied before each run) and Redis DB index 6,
+which must be the benchmark's own: the stream registry there is emptied at start. Each
+event is a ``reservation.completed`` with ``--seats`` seats, so one event is one reservation
+row, ``--seats`` seat rows and a ranking row. The clock starts when the streams are
+registered (the workers are already up) and stops when the group's lag (unread + pending,
+XINFO GROUPS) is 0. ``--e2e N`` also starts api_server, ticket_server, gateway and a worker
+and times N real reservations until their rank is visible through the gateway.
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import statistics
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import redis
 from sqlalchemy import Engine, delete, func, insert, select
 
@@ -42,6 +46,11 @@ from shared.db.models import (  # noqa: E402
     Venue,
 )
 from shared.events import ReservationCompleted, to_fields  # noqa: E402
+from shared.tokens import (  # noqa: E402
+    issue_access_token,
+    issue_admission_token,
+    new_user_id,
+)
 from tests.fixtures.services import ensure_mysql_database, free_port  # noqa: E402
 from ticket_server.worker.metrics import group_backlog  # noqa: E402
 
@@ -221,6 +230,144 @@ def run_once(
     return rate
 
 
+BENCH_SECRET = "bench-secret-key-for-worker-drain-0123456789"
+
+
+def _spawn_service(name: str, port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "boxoffice.cli", "serve", name, "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _wait_healthy(url: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up")
+
+
+def end_to_end_lag(args: argparse.Namespace, engine: Engine) -> list[float]:
+    """Book ``args.e2e`` reservations one after another on ticket_server (tokens signed with
+    the shared secret, as the gateway's queue would issue them) and time, for each, how long
+    until its rank shows in ``GET /api/sessions/{id}/rankings`` through the gateway."""
+    ports = {name: free_port() for name in ("gateway", "api", "ticket", "worker")}
+    env = dict(os.environ) | {
+        "BOXOFFICE_DATABASE_URL": args.database_url,
+        "BOXOFFICE_REDIS_URL": args.redis_url,
+        "BOXOFFICE_SECRET_KEY": BENCH_SECRET,
+        "BOXOFFICE_API_SERVER_URL": f"http://127.0.0.1:{ports['api']}",
+        "BOXOFFICE_TICKET_SERVER_URL": f"http://127.0.0.1:{ports['ticket']}",
+        # Each poll comes from its own (forwarded) address, so the browse limit of one
+        # client does not throttle the measurement.
+        "BOXOFFICE_TRUSTED_PROXIES": "127.0.0.1/32",
+        "BOXOFFICE_LOG_LEVEL": "WARNING",
+    }
+    with engine.begin() as conn:
+        perf_id = conn.scalar(select(Performance.id).where(Performance.title == "bench"))
+        session_id = conn.execute(
+            insert(PerformanceSession).values(
+                performance_id=perf_id,
+                starts_at=datetime.now(UTC) + timedelta(days=1),
+                booking_opens_at=datetime.now(UTC) - timedelta(minutes=1),
+                queue_max_active=100,
+                queue_admit_per_second=10.0,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        venue_id = conn.scalar(select(Venue.id).where(Venue.name == "bench-hall"))
+        seats = list(
+            conn.scalars(select(Seat.id).where(Seat.venue_id == venue_id).limit(args.e2e + 1))
+        )
+    procs = [_spawn_service(n, ports[n], env) for n in ("api", "ticket", "gateway")]
+    procs.append(
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "ticket_server.worker.main",
+                "--metrics-port",
+                str(ports["worker"]),
+                "--block-ms",
+                "1000",
+            ],
+            cwd=ROOT,
+            env=env,
+        )
+    )
+    lags: list[float] = []
+    polls = 0
+    try:
+        for n in ("api", "ticket", "gateway"):
+            _wait_healthy(f"http://127.0.0.1:{ports[n]}")
+        ticket = httpx.Client(base_url=f"http://127.0.0.1:{ports['ticket']}", timeout=10)
+        gateway = httpx.Client(base_url=f"http://127.0.0.1:{ports['gateway']}", timeout=10)
+        for i, seat in enumerate(seats):
+            user_id = new_user_id()
+            access = issue_access_token(
+                secret=BENCH_SECRET, user_id=user_id, nickname=f"fan{i}", ttl_s=600
+            )
+            admission, _ = issue_admission_token(
+                secret=BENCH_SECRET,
+                user_id=user_id,
+                session_id=session_id,
+                queue_position=i + 1,
+                ttl_s=600,
+            )
+            headers = {"Authorization": f"Bearer {access}", "X-Admission-Token": admission}
+            r = ticket.post(
+                f"/api/ticketing/sessions/{session_id}/holds",
+                json={"seat_ids": [seat]},
+                headers=headers,
+            )
+            r.raise_for_status()
+            r = ticket.post(
+                "/api/ticketing/reservations",
+                json={"hold_id": r.json()["hold_id"]},
+                headers=headers | {"Idempotency-Key": f"k{i}"},
+            )
+            r.raise_for_status()
+            confirmed = time.perf_counter()
+            rank = r.json()["rank"]
+            while True:
+                polls += 1
+                page = gateway.get(
+                    f"/api/sessions/{session_id}/rankings?limit=100",
+                    headers={
+                        "X-Forwarded-For": f"10.{polls // 62500 % 250}.{polls // 250 % 250}."
+                        f"{polls % 250}"
+                    },
+                )
+                if page.status_code == 200 and any(
+                    item["rank"] == rank for item in page.json()["items"]
+                ):
+                    break
+                if time.perf_counter() - confirmed > 30:
+                    raise SystemExit(f"rank {rank} not visible after 30 s: {page.text[:300]}")
+                time.sleep(0.002)
+            if i > 0:  # the first one also waits for the worker to discover the new stream
+                lags.append(time.perf_counter() - confirmed)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(30)
+        client = redis.Redis.from_url(args.redis_url, decode_responses=True)
+        client.srem(keys.EVENT_STREAMS, session_id)
+        stale = list(client.scan_iter(match=keys.session_key(session_id, "*"), count=1000))
+        if stale:
+            client.delete(*stale)
+        client.close()
+    return lags
+
+
 def main() -> int:
     """Run the drain benchmark for each worker count and print rates and ratios."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -238,6 +385,13 @@ def main() -> int:
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     p.add_argument("--timeout-s", type=float, default=300.0)
+    p.add_argument(
+        "--e2e",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also time N reservations (<= 100) until their rank is visible through the gateway",
+    )
     args = p.parse_args()
 
     if args.database_url.startswith("mysql"):
@@ -245,6 +399,11 @@ def main() -> int:
     migrate(args.database_url)
     engine = make_engine(args.database_url)
     client = redis.Redis.from_url(args.redis_url, decode_responses=True)
+    # The workers consume every registered stream: start from an empty registry (this DB
+    # index must be the benchmark's own).
+    for member in client.smembers(keys.EVENT_STREAMS):
+        client.delete(keys.events_stream(int(member)))
+    client.delete(keys.EVENT_STREAMS)
     per_session = VENUE_SEATS // args.seats
     session_ids, seat_ids = prepare_catalog(engine, math.ceil(args.events / per_session))
     print(
@@ -254,13 +413,21 @@ def main() -> int:
     )
     rates = {}
     try:
-        for n in args.workers:
+        for n in args.workers if args.events > 0 else []:
             rates[n] = run_once(args, n, engine, client, session_ids, seat_ids)
     finally:
         clear_redis(client, session_ids)
         client.close()
         engine.dispose()
-    base = rates[args.workers[0]]
+    if args.e2e:
+        lags = sorted(end_to_end_lag(args, engine))
+        q = statistics.quantiles(lags, n=100, method="inclusive")
+        print(
+            f"end-to-end lag, reservation confirmed -> rank visible via the gateway "
+            f"({len(lags)} reservations): p50 {q[49] * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms, "
+            f"max {lags[-1] * 1000:.1f} ms"
+        )
+    base = rates.get(args.workers[0], 0.0) or 1.0
     for n, r in rates.items():
         print(
             f"  {n} worker(s): {r:,.0f} events/s  ({r / base:.2f}x of {args.workers[0]}; "
