@@ -4,6 +4,7 @@ so each runs unchanged on Redis Cluster."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from importlib import resources
 
@@ -21,10 +22,12 @@ def _source(name: str) -> str:
     return prelude + "\n" + (folder / f"{name}.lua").read_text(encoding="utf-8")
 
 
-def script_keys(session_id: int) -> list[str]:
-    """KEYS of every queue script, in the order common.lua names them."""
+@functools.lru_cache(maxsize=1024)
+def script_keys(session_id: int) -> tuple[str, ...]:
+    """KEYS of every queue script, in the order common.lua names them (cached: built on
+    every call of the hot path otherwise)."""
     q = keys.queue_key
-    return [
+    return (
         q(session_id, "wait"),
         q(session_id, "meta"),
         q(session_id, "active"),
@@ -34,7 +37,7 @@ def script_keys(session_id: int) -> list[str]:
         keys.sold_out_flag(session_id),
         q(session_id, "alog"),
         *(q(session_id, f"hb{lane}") for lane in range(HEARTBEAT_LANES)),
-    ]
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from gateway.queue.scripts import HEARTBEAT_LANES, QueueScripts, script_keys
 from shared.tokens import issue_admission_token
 
 # How far one admission step may go: admissions, expired admissions, swept waiters.
-MAX_ADMIT_PER_TICK = 500
+MAX_ADMIT_PER_TICK = 100
 EXPIRE_CHUNK = 200
 SWEEP_CHUNK = 200
 # The admission loop's period; the rate limiter's burst is one period's worth of admissions.
@@ -108,7 +108,9 @@ class QueueService:
 
     async def _run(self, script: str, session_id: int, args: list[object]) -> object:
         try:
-            return await getattr(self.scripts, script)(keys=script_keys(session_id), args=args)
+            return await getattr(self.scripts, script)(
+                keys=list(script_keys(session_id)), args=args
+            )
         except (RedisError, OSError) as e:
             raise QueueUnavailable(f"{type(e).__name__}: {e}") from e
 

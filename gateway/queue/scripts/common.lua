@@ -20,6 +20,16 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- The heartbeat bucket width of this session: the first caller's setting wins, so gateway
+-- instances configured with different timeouts still agree on what a lane holds.
+-- Only joins and ticks record it (a status probe of an unknown session writes nothing).
+local function bucket_width(requested, record)
+  local stored = tonumber(redis.call('HGET', KEYS[K_META], 'bms'))
+  if stored then return stored end
+  if record then redis.call('HSET', KEYS[K_META], 'bms', requested) end
+  return requested
+end
+
 -- Which time bucket each heartbeat lane currently holds.
 local function lanes()
   local v = redis.call('HMGET', KEYS[K_META], 'hb0', 'hb1', 'hb2', 'hb3', 'hb4')

@@ -2,7 +2,8 @@
 -- ARGV: member, bucket_ms, mode ("join" | "beat" | "peek")
 -- Returns {state, seq, rank, admitted_s, expires_s, active, alog_len, alog_oldest, now_ms, ver}
 -- with state one of "waiting", "sold_out", "admitted", "expired", "none".
-local m, bucket_ms, mode = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local m, mode = ARGV[1], ARGV[3]
+local bucket_ms = bucket_width(tonumber(ARGV[2]), mode == 'join')
 local now = now_ms()
 local cur = math.floor(now / bucket_ms)
 

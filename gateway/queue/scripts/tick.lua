@@ -7,7 +7,7 @@
 -- Returns {admitted, expired_admissions, expired_waiters, active, waiting, ver, next_ms,
 --          sold_out}
 local max_active, rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local ttl_s, bucket_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
+local ttl_s, bucket_ms = tonumber(ARGV[4]), bucket_width(tonumber(ARGV[5]), true)
 local sweep_chunk, expire_chunk, max_admit = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local now = now_ms()
 local cur = math.floor(now / bucket_ms)
