@@ -4,6 +4,7 @@ reports joins/s, status calls/s, latency, Redis server time per call, and Redis 
 waiter (goal < 200 bytes).
 
     .venv/bin/python bench/queue_joins.py [--users 100000] [--concurrency 64]
+        [--scale 1000000]   # then grow the line (pipelined) and re-measure status cost
         [--redis-url redis://127.0.0.1:6379/5]   # default: a private embedded Valkey
 
 Only the bench session's keys are touched (and deleted afterwards); nothing is flushed.
@@ -73,7 +74,7 @@ async def run_phase(
     return n / elapsed
 
 
-async def bench(url: str, users: int, concurrency: int) -> None:
+async def bench(url: str, users: int, concurrency: int, scale: int) -> None:
     redis = make_queue_redis(url, timeout_s=10)
     svc = QueueService(
         redis=redis, secret="bench-" * 8, heartbeat_timeout_s=600, admission_ttl_s=600
@@ -129,8 +130,45 @@ async def bench(url: str, users: int, concurrency: int) -> None:
             f"   tick: rate {rate}/s: median Redis {statistics.median(ticks) / 1000:.2f} ms "
             f"per tick ({admitted / 20:.0f} admitted per tick, 200 waiters swept)"
         )
+    if scale > users:
+        await scale_check(svc, redis, users, scale)
     await redis.delete(*ks)
     await redis.aclose()
+
+
+async def scale_check(svc: QueueService, redis: aioredis.Redis, have: int, scale: int) -> None:
+    """Grow the line to ``scale`` waiters with pipelined joins (Redis time per join is what
+    matters here), then compare Redis time per status call and bytes per waiter: O(log n)
+    means a 10x longer line costs only a few more µs."""
+    ks = list(script_keys(SESSION))
+    calls0, usec0 = await evalsha_stats(redis)
+    batch = 2000
+    t0 = time.perf_counter()
+    for start in range(have, scale, batch):
+        pipe = redis.pipeline(transaction=False)
+        for i in range(start, min(scale, start + batch)):
+            await svc.scripts.status(
+                keys=ks, args=[f"s{i:011d}", svc.bucket_ms, "join"], client=pipe
+            )
+        await pipe.execute()
+    calls1, usec1 = await evalsha_stats(redis)
+    print(
+        f"  scale: grew to {scale} waiters in {time.perf_counter() - t0:.1f} s "
+        f"(pipelined), Redis {(usec1 - usec0) / max(1, calls1 - calls0):5.1f} µs/join"
+    )
+    sample = [f"s{random.randrange(have, scale):011d}" for _ in range(5000)]
+    calls0, usec0 = await evalsha_stats(redis)
+    pipe = redis.pipeline(transaction=False)
+    for member in sample:
+        await svc.scripts.status(keys=ks, args=[member, svc.bucket_ms, "beat"], client=pipe)
+    await pipe.execute()
+    calls1, usec1 = await evalsha_stats(redis)
+    usage = sum([await redis.memory_usage(k, samples=0) or 0 for k in ks])
+    print(
+        f"         status at {scale} waiters: Redis "
+        f"{(usec1 - usec0) / max(1, calls1 - calls0):5.1f} µs/call; "
+        f"MEMORY USAGE of queue keys {usage / scale:6.1f} B/waiter"
+    )
 
 
 def _loop_policy() -> None:
@@ -145,16 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--scale", type=int, default=0, help="then grow the line to this many (pipelined)"
+    )
     parser.add_argument("--redis-url", default=None, help="default: a private embedded Valkey")
     args = parser.parse_args(argv)
     _loop_policy()
     if args.redis_url:
-        asyncio.run(bench(args.redis_url, args.users, args.concurrency))
+        asyncio.run(bench(args.redis_url, args.users, args.concurrency, args.scale))
         return 0
     from tests.fixtures.services import EmbeddedRedis
 
     with EmbeddedRedis() as server:
-        asyncio.run(bench(server.url, args.users, args.concurrency))
+        asyncio.run(bench(server.url, args.users, args.concurrency, args.scale))
     return 0
 
 

@@ -55,10 +55,11 @@ end
 
 -- A waiter is alive if it beat in the current bucket or one of the LANES-1 before it, i.e.
 -- it is dropped only after being silent for at least (LANES-1) buckets = the timeout.
+-- Newest bucket first: a polling waiter is found with one GETBIT.
 local function alive(lv, cur, seq)
-  for l = 0, LANES - 1 do
-    local b = lv[l + 1]
-    if b and b <= cur and b > cur - LANES and redis.call('GETBIT', KEYS[HB0 + l], seq) == 1 then
+  for k = 0, LANES - 1 do
+    local l = (cur - k) % LANES
+    if lv[l + 1] == cur - k and redis.call('GETBIT', KEYS[HB0 + l], seq) == 1 then
       return true
     end
   end
