@@ -14,7 +14,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from boxoffice.simulate.catalog import create_stage
+import httpx
+
+from boxoffice.simulate.catalog import SetupError, create_stage
 from boxoffice.simulate.client import Recorder, SimClient, make_http_client, make_session
 from boxoffice.simulate.options import SimOptions, validate
 from boxoffice.simulate.report import (
@@ -28,7 +30,7 @@ from boxoffice.simulate.report import (
     write_json,
 )
 from boxoffice.simulate.stats import admission_fairness, max_overlap, summarize
-from boxoffice.simulate.system import LocalSystem, Target, remote_target
+from boxoffice.simulate.system import LocalSystem, MissingService, Target, remote_target
 from boxoffice.simulate.user import Person, Simulation
 from boxoffice.simulate.verify import Verification, verify
 from shared.config import CommonSettings
@@ -620,12 +622,20 @@ def run(options: SimOptions) -> int:
         print("starting the system (logs in " + str(out_dir / "logs") + ") ...", flush=True)
         try:
             target = system.start()
+        except (MissingService, TimeoutError, RuntimeError) as e:
+            system.stop()
+            print(f"cannot start the system: {e}", file=sys.stderr)
+            return 2
         except BaseException:
             system.stop()
             raise
     try:
         pids = {name: proc.pid for name, proc in system.procs} if system else {}
         report = _run_loop(simulate(options, target, out_dir, pids))
+    except (SetupError, httpx.HTTPError, OSError) as e:
+        # Nothing to report: the stage could not be set (wrong URL, admin token, ...).
+        print(f"cannot set up the on-sale: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     finally:
         if system is not None:
             system.stop()
