@@ -111,3 +111,38 @@ class TestOversold:
         a = self._person(1, [1], "2026-01-01T00:00:00+00:00", cancel=t + 1)
         b = self._person(2, [1], "2026-01-01T00:00:02+00:00")
         assert oversold_seats([a, b]) == 0
+
+
+class TestOptions:
+    def test_cli_flags_reach_the_options(self) -> None:
+        from boxoffice.cli import build_parser
+        from boxoffice.simulate.options import from_args, validate
+
+        args = build_parser().parse_args(
+            ["simulate", "--users", "300", "--seats", "100", "--gateways", "2", "--wait", "sse"]
+        )
+        options = from_args(args)
+        assert (options.users, options.seats, options.gateways) == (300, 100, 2)
+        assert options.wait_mode == "sse"
+        assert validate(options) == []
+
+    def test_invalid_combinations(self) -> None:
+        from boxoffice.simulate.options import SimOptions, validate
+
+        assert validate(SimOptions(users=0))
+        assert validate(SimOptions(url=["http://x"], gateways=2))
+        assert validate(SimOptions(cancel_rate=1.5))
+
+    def test_the_cli_parser_does_not_import_the_simulator(self) -> None:
+        import subprocess
+        import sys
+
+        code = (
+            "import sys; from boxoffice.cli import build_parser; build_parser(); "
+            "print(any(m.startswith(('boxoffice.simulate.runner', 'rich', 'matplotlib')) "
+            "for m in sys.modules))"
+        )
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        assert out.strip() == "False"
