@@ -143,7 +143,7 @@ async def make_client(
 
     async def factory(**overrides: Any) -> httpx.AsyncClient:
         overrides.setdefault("redis_url", redis_url)
-        app = create_app(make_settings(database_url, **overrides))
+        app = create_app(make_settings(overrides.pop("database_url", database_url), **overrides))
         cm = app.router.lifespan_context(app)
         state = await cm.__aenter__()
         client = httpx.AsyncClient(

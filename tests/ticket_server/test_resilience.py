@@ -120,3 +120,18 @@ async def test_redis_down_is_a_quick_503_and_nothing_half_written(
         assert direct.get(keys.rank_seq(sid)) == "1"
     finally:
         direct.close()
+
+
+async def test_catalog_down_while_loading_is_503(make_client, session: CatalogSession):
+    # Nothing listens on port 1: the seat map cannot be loaded, the request says so quickly.
+    client = await make_client(database_url="mysql+pymysql://root@127.0.0.1:1/nowhere")
+    u = User.new()
+    sid = session.session_id
+    started = time.monotonic()
+    r = await client.get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
+    assert_problem(r, 503)
+    r = await hold(client, u, sid, session.seat_ids[:1])
+    assert_problem(r, 503)
+    assert time.monotonic() - started < 5
+    body = assert_problem(await client.get("/readyz"), 503)
+    assert "database" in body["failing"]
