@@ -156,7 +156,15 @@ class Worker:
             self._next_forget = now + max(1.0, self.opts.forget_idle_ms / 10_000)
         if self.stopping:
             return handled
-        return handled + self.handle(self.read())
+        entries = self.read()
+        # COUNT applies per stream, so one read may return batch_size entries from each
+        # busy stream: apply them in transactions of at most batch_size. On a stop request
+        # the rest stay pending and are re-claimed by the remaining workers.
+        for start in range(0, len(entries), self.opts.batch_size):
+            if start and self.stopping:
+                break
+            handled += self.handle(entries[start : start + self.opts.batch_size])
+        return handled
 
     def discover(self) -> None:
         """Create the consumer group on every registered stream not seen yet."""

@@ -261,3 +261,16 @@ class TestConsume:
         names = {c["name"] for c in redis_sync.xinfo_consumers(stream, keys.WORKER_GROUP)}
         assert "finished" not in names
         assert "holder" in names  # still owns pending entries: kept until they are re-claimed
+
+    def test_transactions_stay_within_batch_size_across_busy_streams(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s0, s1 = catalog.session_ids
+        events = [completed(s0 if i % 2 else s1, i + 1, [catalog.seats[i]]) for i in range(20)]
+        push(redis_sync, *events)
+        w = make_worker(batch_size=5)  # COUNT 5 per stream: reads of up to 10 entries
+        drain(w)
+        assert db_state(clean_db) == expected_state(events)
+        batches = _sample(w.metrics, "boxoffice_worker_batch_size_count")
+        assert batches == 4
+        assert _sample(w.metrics, "boxoffice_worker_batch_size_bucket", {"le": "5.0"}) == batches
