@@ -4,6 +4,7 @@ performance, and a session whose booking opens a few seconds from now."""
 from __future__ import annotations
 
 import string
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,8 +81,11 @@ async def create_stage(
     max_active: int,
     admit_per_second: float,
     label: str,
+    before_session: Callable[[], Awaitable[None]] | None = None,
 ) -> Stage:
-    """Create venue, performance and session; booking opens ``lead_s`` seconds from now."""
+    """Create venue, performance and session; booking opens ``lead_s`` seconds after the
+    session is created. ``before_session`` runs just before that (the crowd logs in then,
+    so that the burst at opening is joins, not logins)."""
     headers = {"X-Admin-Token": admin_token}
 
     async def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +110,8 @@ async def create_stage(
         "/api/admin/performances",
         {"title": f"On-sale simulation {label}", "description": "", "venue_id": venue["id"]},
     )
+    if before_session is not None:
+        await before_session()
     now = datetime.now(UTC)
     opens = now + timedelta(seconds=lead_s)
     session = await post(

@@ -49,6 +49,13 @@ class Recorder:
         """Keep one request's figures."""
         self.samples.append(Sample(started - self.t0, step, ms, status))
 
+    def rebase(self, t0: float) -> None:
+        """Make ``t0`` the origin, also for the samples recorded before it was known."""
+        delta = t0 - self.t0
+        for sample in self.samples:
+            sample.t -= delta
+        self.t0 = t0
+
     def count(self) -> int:
         """How many requests were made."""
         return len(self.samples)

@@ -31,7 +31,7 @@ from boxoffice.simulate.report import (
 )
 from boxoffice.simulate.stats import admission_fairness, max_overlap, summarize
 from boxoffice.simulate.system import LocalSystem, MissingService, Target, remote_target
-from boxoffice.simulate.user import Person, Simulation
+from boxoffice.simulate.user import Person, Simulation, log_in
 from boxoffice.simulate.verify import Verification, verify
 from shared.config import CommonSettings
 from shared.keys import WORKER_GROUP, events_stream
@@ -179,6 +179,23 @@ async def simulate(
     try:
         base = target.gateway_urls[0]
         label = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{rng.randrange(10**6):06d}"
+        client = SimClient(session, recorder, concurrency=options.concurrency)
+        people = [
+            Person(
+                index=i,
+                base_url=target.gateway_urls[i % len(target.gateway_urls)],
+                nickname=f"sim-{i + 1}",
+            )
+            for i in range(options.users)
+        ]
+
+        async def everyone_logs_in() -> None:
+            if options.progress:
+                print(f"{len(people)} people log in ...", flush=True)
+            await asyncio.gather(
+                *(log_in(client, p, with_address=options.forwarded_for) for p in people)
+            )
+
         stage = await create_stage(
             http,
             base,
@@ -188,9 +205,9 @@ async def simulate(
             max_active=options.max_active,
             admit_per_second=options.admit_per_second,
             label=label,
+            before_session=everyone_logs_in,
         )
-        recorder.t0 = stage.opens_at
-        client = SimClient(session, recorder, concurrency=options.concurrency)
+        recorder.rebase(stage.opens_at)
         sim = Simulation(
             client=client,
             options=options,
@@ -198,14 +215,6 @@ async def simulate(
             heartbeat_timeout_s=target.heartbeat_timeout_s,
             rng=rng,
         )
-        people = [
-            Person(
-                index=i,
-                base_url=target.gateway_urls[i % len(target.gateway_urls)],
-                nickname=f"sim-{i + 1}",
-            )
-            for i in range(options.users)
-        ]
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
         commands_before = await probe.command_counts()
         cpu_before = cpu_seconds(system_pids)

@@ -77,6 +77,30 @@ class Person:
         return lo, hi
 
 
+def forwarded_for(person: Person) -> dict[str, str]:
+    """A per-person client address (10.x.y.z) for gateways that trust our proxy hop."""
+    i = person.index
+    return {"X-Forwarded-For": f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"}
+
+
+async def log_in(client: SimClient, person: Person, *, with_address: bool) -> bool:
+    """``POST /api/auth/guest`` (people are on the site before the on-sale starts)."""
+    r = await client.call(
+        "login",
+        "POST",
+        f"{person.base_url}/api/auth/guest",
+        json={"nickname": person.nickname},
+        headers=forwarded_for(person) if with_address else None,
+    )
+    if r is None or r.status_code != 201:
+        person.detail = f"login {_status(r)}"
+        return False
+    body = r.json()
+    person.user_id = body["user_id"]
+    person.access_token = body["access_token"]
+    return True
+
+
 class Simulation:
     """Shared context of every person in one run."""
 
@@ -111,8 +135,7 @@ class Simulation:
         if admission and person.admission_token:
             h["X-Admission-Token"] = person.admission_token
         if self.options.forwarded_for:
-            i = person.index
-            h["X-Forwarded-For"] = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
+            h.update(forwarded_for(person))
         return h
 
     def _finish(self, person: Person, outcome: str, detail: str = "") -> None:
@@ -123,30 +146,10 @@ class Simulation:
 
     # --- the journey -------------------------------------------------------------------------
 
-    async def login(self, person: Person) -> bool:
-        """``POST /api/auth/guest``; False if it failed."""
-        headers = {}
-        if self.options.forwarded_for:
-            i = person.index
-            headers["X-Forwarded-For"] = f"10.{(i >> 16) & 255}.{(i >> 8) & 255}.{i & 255}"
-        r = await self.client.call(
-            "login",
-            "POST",
-            f"{person.base_url}/api/auth/guest",
-            json={"nickname": person.nickname},
-            headers=headers,
-        )
-        if r is None or r.status_code != 201:
-            self._finish(person, "error", f"login {_status(r)}")
-            return False
-        body = r.json()
-        person.user_id = body["user_id"]
-        person.access_token = body["access_token"]
-        return True
-
     async def run(self, person: Person, arrive_at: float) -> None:
-        """The whole journey of one person who joins at ``arrive_at`` (epoch seconds)."""
-        if not await self.login(person):
+        """The journey of one (logged-in) person who joins at ``arrive_at`` (epoch s)."""
+        if person.access_token is None:
+            self._finish(person, "error", person.detail or "not logged in")
             return
         await asyncio.sleep(max(0.0, arrive_at - time.time()))
         status = await self.join(person)
