@@ -23,6 +23,7 @@ from ticket_server.errors import add_storage_handlers
 from ticket_server.holds.router import router as holds_router
 from ticket_server.inventory.router import router as inventory_router
 from ticket_server.inventory.service import Inventory
+from ticket_server.metrics import BookingMetrics
 from ticket_server.reservations.router import router as reservations_router
 from ticket_server.scripts import register_scripts
 
@@ -93,7 +94,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await warm_pool(redis, settings.redis_max_connections)
         try:
             inventory = Inventory(
-                redis=redis, engine=engine, load_wait_s=settings.inventory_load_wait_s
+                redis=redis,
+                engine=engine,
+                load_wait_s=settings.inventory_load_wait_s,
+                metrics=booking_metrics,
             )
             yield {
                 "redis": redis,
@@ -103,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     redis=redis,
                     scripts=register_scripts(redis),
                     inventory=inventory,
+                    metrics=booking_metrics,
                 ),
             }
         finally:
@@ -115,9 +120,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
-    install_common(
+    service_metrics = install_common(
         app, service="ticket_server", checks={"redis": _check_redis, "database": _check_database}
     )
+    booking_metrics = BookingMetrics(service_metrics.registry)
     add_storage_handlers(app)
     app.include_router(inventory_router)
     app.include_router(holds_router)

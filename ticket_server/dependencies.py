@@ -26,6 +26,7 @@ from ticket_server.config import Settings
 from ticket_server.errors import Forbidden, Unauthorized
 from ticket_server.ids import MAX_ID
 from ticket_server.inventory.service import Inventory
+from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import Scripts
 
 
@@ -38,6 +39,7 @@ class Ticketing:
     redis: Redis
     scripts: Scripts
     inventory: Inventory
+    metrics: BookingMetrics
 
 
 async def get_ticketing(request: Request) -> Ticketing:

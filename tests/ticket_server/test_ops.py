@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tests.ticket_server.conftest import User
-from tests.ticket_server.helpers import book
+from tests.ticket_server.helpers import book, hold
 
 pytestmark = pytest.mark.integration
 
@@ -25,6 +25,21 @@ async def test_metrics_use_route_templates(client, session):
     text = (await client.get("/metrics")).text
     assert 'route="/api/ticketing/reservations/{reservation_id}"' in text
     assert res["reservation_id"] not in text
+    assert 'boxoffice_ticket_holds_total{outcome="ok"} 1.0' in text
+    assert 'boxoffice_ticket_confirmations_total{outcome="ok"} 1.0' in text
+    assert "boxoffice_ticket_seat_map_loads_total 1.0" in text
+
+
+async def test_booking_outcomes_are_counted(client, session):
+    u, other = User.new(), User.new()
+    sid = session.session_id
+    await book(client, u, sid, session.seat_ids[:1])
+    assert (await hold(client, other, sid, session.seat_ids[:2])).status_code == 409
+    rid = f"r_{sid}_" + "0" * 32
+    await client.delete(f"/api/ticketing/reservations/{rid}", headers=u.auth())
+    text = (await client.get("/metrics")).text
+    assert 'boxoffice_ticket_holds_total{outcome="conflict"} 1.0' in text
+    assert 'boxoffice_ticket_cancellations_total{outcome="not_found"} 1.0' in text
 
 
 async def test_openapi_documents_the_contract(client):

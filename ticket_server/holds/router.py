@@ -30,6 +30,7 @@ async def create_hold(
     return await service.hold_seats(
         scripts=ctx.scripts,
         inventory=ctx.inventory,
+        metrics=ctx.metrics,
         session_id=session_id,
         user_id=user.user_id,
         seat_ids=body.seat_ids,

@@ -9,6 +9,7 @@ from shared.schemas.ticketing import HoldRead
 from ticket_server.errors import Conflict, NotFound, Unprocessable
 from ticket_server.ids import MAX_ID, hold_session, new_hold_id
 from ticket_server.inventory.service import Inventory
+from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import Scripts
 
 
@@ -26,10 +27,14 @@ def check_seat_ids(seat_ids: list[int], *, limit: int) -> None:
         )
 
 
+_HOLD_OUTCOMES = {"ok": "ok", "conflict": "conflict", "limit": "limit", "unknown": "unknown_seats"}
+
+
 async def hold_seats(
     *,
     scripts: Scripts,
     inventory: Inventory,
+    metrics: BookingMetrics,
     session_id: int,
     user_id: str,
     seat_ids: list[int],
@@ -60,6 +65,7 @@ async def hold_seats(
         if attempt == 0:
             await inventory.ensure_loaded(session_id)  # 404 when the session is unknown
     status = result[0]
+    metrics.holds.labels(_HOLD_OUTCOMES.get(status, "not_found")).inc()
     if status == "ok":
         return HoldRead(
             hold_id=hold_id,

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 from shared import keys
 from ticket_server.errors import NotFound, ServiceUnavailable
 from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
+from ticket_server.metrics import BookingMetrics
 
 _LOCK_TTL_MS = 30_000
 _POLL_S = 0.01
@@ -73,8 +74,11 @@ def server_ms(time_reply: tuple[int, int]) -> int:
 class Inventory:
     """Loads seat maps into Redis and caches their static metadata in-process."""
 
-    def __init__(self, *, redis: Redis, engine: Engine, load_wait_s: float) -> None:
+    def __init__(
+        self, *, redis: Redis, engine: Engine, load_wait_s: float, metrics: BookingMetrics
+    ) -> None:
         self._redis = redis
+        self._metrics = metrics
         self._engine = engine
         self._load_wait_s = load_wait_s
         self._unlock = redis.register_script(_UNLOCK)
@@ -114,6 +118,7 @@ class Inventory:
                     if snapshot is None:
                         raise NotFound(f"Session {session_id} does not exist.")
                     await self._write(snapshot)
+                    self._metrics.seat_map_loads.inc()
                     return
                 finally:
                     await self._unlock(keys=[lock], args=[token])

@@ -57,6 +57,7 @@ async def create_reservation(
     return await service.confirm(
         redis=ctx.redis,
         scripts=ctx.scripts,
+        metrics=ctx.metrics,
         user=user,
         session_id=session_id,
         hold_id=body.hold_id,
@@ -100,5 +101,10 @@ async def list_my_reservations(user: CurrentUser, ctx: TicketingDep) -> Items[Re
 )
 async def cancel_reservation(reservation_id: str, user: CurrentUser, ctx: TicketingDep) -> Response:
     """Cancel one's own reservation: seats available again, ranking entry removed."""
-    await service.cancel(scripts=ctx.scripts, reservation_id=reservation_id, user_id=user.user_id)
+    await service.cancel(
+        scripts=ctx.scripts,
+        metrics=ctx.metrics,
+        reservation_id=reservation_id,
+        user_id=user.user_id,
+    )
     return Response(status_code=status.HTTP_204_NO_CONTENT)

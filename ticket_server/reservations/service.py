@@ -13,6 +13,7 @@ from shared.schemas.ticketing import ReservationRead
 from shared.tokens import AccessClaims
 from ticket_server.errors import Conflict, NotFound, Unprocessable
 from ticket_server.ids import new_reservation_id, reservation_session
+from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import Scripts
 
 
@@ -41,10 +42,20 @@ def body_fingerprint(hold_id: str) -> str:
     return keys.digest(orjson.dumps({"hold_id": hold_id}, option=orjson.OPT_SORT_KEYS).decode())
 
 
+_CONFIRM_OUTCOMES = {
+    "ok": "ok",
+    "replay": "replay",
+    "idem_mismatch": "key_reused",
+    "hold_expired": "expired",
+    "hold_lost": "lost",
+}
+
+
 async def confirm(
     *,
     redis: Redis,
     scripts: Scripts,
+    metrics: BookingMetrics,
     user: AccessClaims,
     session_id: int,
     hold_id: str,
@@ -69,6 +80,7 @@ async def confirm(
         pipe.sadd(keys.user_sessions(user.user_id), str(session_id))
         _, claimed, _ = await pipe.execute()
     if claimed is not None and claimed != fingerprint:
+        metrics.confirmations.labels("key_reused").inc()
         raise _key_reused()
     reservation_id = new_reservation_id(session_id)
     result = await scripts.confirm(
@@ -98,6 +110,7 @@ async def confirm(
         ],
     )
     status = result[0]
+    metrics.confirmations.labels(_CONFIRM_OUTCOMES.get(status, "not_found")).inc()
     if status == "ok":
         _, rid, rank, completion_ms, created_ms, seat_csv = result
         return ReservationRead(
@@ -161,10 +174,13 @@ async def list_reservations(*, redis: Redis, user_id: str) -> list[ReservationRe
     return out
 
 
-async def cancel(*, scripts: Scripts, reservation_id: str, user_id: str) -> None:
+async def cancel(
+    *, scripts: Scripts, metrics: BookingMetrics, reservation_id: str, user_id: str
+) -> None:
     """Cancel the user's reservation (idempotent; 404 when it is not the user's)."""
     session_id = reservation_session(reservation_id)
     if session_id is None:
+        metrics.cancellations.labels("not_found").inc()
         raise NotFound("No such reservation.")
     result = await scripts.cancel(
         keys=[
@@ -178,5 +194,6 @@ async def cancel(*, scripts: Scripts, reservation_id: str, user_id: str) -> None
         ],
         args=[reservation_id, user_id, session_id],
     )
+    metrics.cancellations.labels(result[0]).inc()
     if result[0] == "not_found":
         raise NotFound("No such reservation.")
