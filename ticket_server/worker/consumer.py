@@ -130,6 +130,15 @@ class Worker:
             except StopRequested:
                 break
             except redis.RedisError as e:
+                if isinstance(e, redis.ResponseError) and (
+                    "NOGROUP" in str(e) or "UNBLOCKED" in str(e)
+                ):
+                    # A stream (and its group) vanished, e.g. deleted, or a Redis without
+                    # persistence restarted: forget the streams and set the groups up again.
+                    log.warning("consumer group missing; rediscovering", extra={"error": str(e)})
+                    self.streams.clear()
+                    self._next_discover = 0.0
+                    continue
                 self.redis_ok = False
                 delay = backoff_delay(attempt, self.opts.backoff_base_s, self.opts.backoff_cap_s)
                 attempt += 1

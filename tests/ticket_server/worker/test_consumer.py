@@ -274,3 +274,75 @@ class TestConsume:
         batches = _sample(w.metrics, "boxoffice_worker_batch_size_count")
         assert batches == 4
         assert _sample(w.metrics, "boxoffice_worker_batch_size_bucket", {"le": "5.0"}) == batches
+
+    def test_recovers_when_a_stream_and_its_group_vanish(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        s = catalog.session_ids[0]
+        first = completed(s, 1, [catalog.seats[0]])
+        push(redis_sync, first)
+        w = make_worker()
+        t = threading.Thread(target=w.run)
+        t.start()
+        try:
+            deadline = time.monotonic() + 10
+            while first.reservation_id not in db_state(clean_db).reservations:
+                assert time.monotonic() < deadline
+                time.sleep(0.02)
+            redis_sync.delete(keys.events_stream(s))  # e.g. a Redis restarted without its data
+            time.sleep(0.1)
+            later = completed(s, 2, [catalog.seats[1]])
+            push(redis_sync, later)
+            while later.reservation_id not in db_state(clean_db).reservations:
+                assert time.monotonic() < deadline, "worker did not recover"
+                time.sleep(0.02)
+        finally:
+            w.stop()
+            t.join(5)
+        assert not t.is_alive()
+
+    def test_waits_out_a_redis_outage(self, clean_db: Engine, catalog: Catalog) -> None:
+        from tests.fixtures.services import EmbeddedRedis
+        from ticket_server.worker.consumer import Worker, WorkerOptions
+
+        s = catalog.session_ids[0]
+        with EmbeddedRedis() as server:  # a private server this test may stop
+            client = redis.Redis.from_url(server.url, decode_responses=True, socket_timeout=1)
+            producer = redis.Redis.from_url(server.url, decode_responses=True)
+            w = Worker(
+                redis_client=client,
+                engine=clean_db,
+                options=WorkerOptions(
+                    consumer="w",
+                    block_ms=50,
+                    discover_interval_s=0.05,
+                    backoff_base_s=0.01,
+                    backoff_cap_s=0.1,
+                ),
+            )
+            t = threading.Thread(target=w.run)
+            t.start()
+            try:
+                first = completed(s, 1, [catalog.seats[0]])
+                push(producer, first)
+                deadline = time.monotonic() + 15
+                while first.reservation_id not in db_state(clean_db).reservations:
+                    assert time.monotonic() < deadline
+                    time.sleep(0.02)
+                server.stop()
+                while w.redis_ok is not False:
+                    assert time.monotonic() < deadline, "outage not noticed"
+                    time.sleep(0.02)
+                server.start()  # back, empty (no persistence)
+                later = completed(s, 2, [catalog.seats[1]])
+                push(producer, later)
+                while later.reservation_id not in db_state(clean_db).reservations:
+                    assert time.monotonic() < deadline, "worker did not come back"
+                    time.sleep(0.02)
+                assert w.redis_ok
+            finally:
+                w.stop()
+                t.join(5)
+                client.close()
+                producer.close()
+        assert not t.is_alive()
