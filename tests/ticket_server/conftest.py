@@ -113,7 +113,12 @@ class User:
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
     """Settings for a test app."""
-    values: dict[str, Any] = {"database_url": database_url, "secret_key": SECRET}
+    # A small pool: every test builds its own app, and the lifespan opens the whole pool.
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "secret_key": SECRET,
+        "redis_max_connections": 8,
+    }
     values.update(overrides)
     return Settings(**values)
 
