@@ -88,7 +88,9 @@ def make_session(*, timeout_s: float = 30.0) -> aiohttp.ClientSession:
     """The crowd's session: no connection cap of its own (``SimClient`` bounds requests in
     flight; SSE streams are long-lived and must not starve them)."""
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None),
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close
+        # them under us (the crowd idles between logging in and the opening).
+        connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=3.0),
         timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=10.0),
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
     )
@@ -150,15 +152,25 @@ class SimClient:
         body: bytes | None,
     ) -> Reply | None:
         async with self._slots:
-            started = time.time()
-            t = time.perf_counter()
-            try:
-                async with self.session.request(method, url, headers=headers, data=body) as r:
-                    content = await r.read()
-                    reply = Reply(r.status, content, r.headers)
-            except (aiohttp.ClientError, TimeoutError) as e:
+            for attempt in (1, 2):
+                started = time.time()
+                t = time.perf_counter()
+                try:
+                    async with self.session.request(method, url, headers=headers, data=body) as r:
+                        content = await r.read()
+                        reply = Reply(r.status, content, r.headers)
+                    break
+                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                    if attempt == 1:
+                        # A pooled keep-alive connection the server closed just as we reused
+                        # it: browsers resend at once on a fresh connection, and so do we.
+                        self.recorder.transport_errors[f"{step}: stale connection, resent"] += 1
+                        continue
+                    error: Exception = e
+                except (aiohttp.ClientError, TimeoutError) as e:
+                    error = e
                 self.recorder.record(step, started, (time.perf_counter() - t) * 1000, 0)
-                self.recorder.transport_errors[f"{step}: {type(e).__name__}"] += 1
+                self.recorder.transport_errors[f"{step}: {type(error).__name__}"] += 1
                 return None
             status = reply.status_code
             self.recorder.record(step, started, (time.perf_counter() - t) * 1000, status)
