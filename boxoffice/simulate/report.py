@@ -220,3 +220,51 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
         plt.close(fig)
         paths.append(path)
     return paths
+
+
+def markdown(report: dict[str, Any], command: str) -> str:
+    """The run as a Markdown section body (``summary.md``; pasted into BENCHMARKS.md)."""
+    s, m, f = report["summary"], report["machine"], report["fairness"]
+    lines = [
+        f"Command: `{command}`",
+        "",
+        f"Machine: {m['nproc']} cores, {m['ram_gb']} GB RAM; everything (system and the "
+        "simulator) on it. Run at " + report["generated_at"][:19] + "Z.",
+        "",
+        f"- {s['users']} people, {s['capacity']} seats: {s['seats_sold']} sold in "
+        f"{s['reservations']} reservations; capacity reached "
+        + (
+            f"{s['time_to_sell_out_s']:.1f} s after opening"
+            if s["time_to_sell_out_s"] is not None
+            else "never"
+        )
+        + f"; {s['admitted']} admitted; {s['requests']} requests.",
+        f"- Fairness: Kendall tau {_fmt(f['kendall_tau'])} over {f['known_pairs']} of "
+        f"{f['total_pairs']} admitted pairs whose order is known, {f['discordant_pairs']} "
+        f"discordant; max active observed {f['max_active_observed']} (max_active "
+        f"{f['max_active']}).",
+        f"- Redis commands per request (INFO commandstats, commands inside Lua included): "
+        f"{_fmt(s['redis_commands_per_request'])}; CPU ms per crowd request: "
+        + ", ".join(f"{k} {v}" for k, v in report.get("cpu_ms_per_request", {}).items())
+        + ".",
+        "",
+        "| check | value | goal | met |",
+        "|---|---|---|---|",
+    ]
+    for row in report["invariants"] + report["goals"]:
+        value = str(_fmt(row["value"])).replace("|", "/")
+        lines.append(
+            f"| {row['name']} | {value} | {row['goal']} | {'yes' if row['ok'] else 'NO'} |"
+        )
+    lines += [
+        "",
+        "| step | count | p50 ms | p95 ms | p99 ms | statuses |",
+        "|---|---|---|---|---|---|",
+    ]
+    for step, fig in report["latency_ms"].items():
+        statuses = " ".join(f"{k}:{v}" for k, v in report["statuses"].get(step, {}).items())
+        lines.append(
+            f"| {step} | {fig['count']} | {_fmt(fig['p50'])} | {_fmt(fig['p95'])} | "
+            f"{_fmt(fig['p99'])} | {statuses} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -24,6 +24,7 @@ from boxoffice.simulate.report import (
     latency_by_step,
     latency_timeline,
     machine,
+    markdown,
     plot,
     print_report,
     statuses_by_step,
@@ -488,7 +489,11 @@ def build_report(
         ),
         _check("people ending in error", len(errors), "0", not errors),
     ]
-    p99s = {step: fig["p99"] for step, fig in lat.items() if fig["p99"] is not None}
+    p99s = {
+        step: fig["p99"]
+        for step, fig in lat.items()
+        if fig["p99"] is not None and "(sampler)" not in step  # people's steps only
+    }
     worst_step = max(p99s, key=lambda k: p99s[k] or 0.0) if p99s else None
     goals = [
         # Reached capacity at some moment: a cancellation after the sell-out was announced
@@ -648,8 +653,10 @@ def run(options: SimOptions) -> int:
     finally:
         if system is not None:
             system.stop()
-    write_json(report, out_dir)
     write_people(report.pop("people", []), out_dir)
+    write_json(report, out_dir)
+    command = "boxoffice " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["simulate"] else ""
+    (out_dir / "summary.md").write_text(markdown(report, command or "boxoffice simulate"))
     if options.plots:
         plot(report, out_dir)
     print_report(report)
