@@ -1,6 +1,7 @@
 """The race: 500 concurrent clients on real HTTP fight for 100 seats with overlapping
-multi-seat requests (hold, then confirm or release), 20 rounds on one server, a new session
-each round. Afterwards Redis must show every seat sold at most once, exactly the seats of
+multi-seat requests (hold, then confirm or release), then a CI-sized version of it 20 times,
+all against two ticket_server processes sharing one Redis (reused by every round, a new
+session each round). Afterwards Redis must show every seat sold at most once, exactly the seats of
 the confirmed reservations sold, ranks exactly 1..K and one event per reservation."""
 
 from __future__ import annotations
