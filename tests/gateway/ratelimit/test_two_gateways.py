@@ -25,8 +25,10 @@ from tests.fixtures.services import free_port
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
 
 ROOT = Path(__file__).resolve().parents[3]
-RATE = 100.0  # per second, for the anonymous browsing subject both gateways share
-BURST = 50
+RATE = 80.0  # per second, for the anonymous browsing subject both gateways share
+# Two seconds' worth: a stall of the whole (busy, 2-core) machine shorter than that loses no
+# slots, so the lower bound below holds even when the load generator is descheduled.
+BURST = 160
 DURATION_S = 6.0
 
 
@@ -78,7 +80,13 @@ def two_gateways(redis_url: str, redis_sync: object, tmp_path: Path) -> Iterator
             "BOXOFFICE_TICKET_SERVER_URL": f"http://127.0.0.1:{up_port}",
             "BOXOFFICE_LOG_LEVEL": "WARNING",
             "BOXOFFICE_RATE_LIMIT": json.dumps(
-                {"policies": {"browse": {"rate": RATE, "burst": BURST}}}
+                {
+                    "policies": {"browse": {"rate": RATE, "burst": BURST}},
+                    # This test is about the shared limit in Redis; on a CPU-starved machine
+                    # event-loop lag alone can exceed the default 100 ms bound and switch a
+                    # gateway to its local fallback (test_failure_modes covers that).
+                    "redis_timeout_s": 1.0,
+                }
             ),
         }
         urls, pending = [], []
@@ -100,16 +108,18 @@ def two_gateways(redis_url: str, redis_sync: object, tmp_path: Path) -> Iterator
 
 async def _hammer(
     urls: list[str], duration_s: float, per_gateway: int
-) -> tuple[dict[str, dict[int, int]], float, float, float, float]:
+) -> tuple[dict[str, dict[int, int]], float, float, float, float, int]:
     """Requests from as many connections as given, to both gateways, for ``duration_s``.
-    Returns status counts per gateway and the window bounds as Redis could have seen them."""
+    Returns status counts per gateway, the window bounds as Redis could have seen them, and
+    the RateLimit-Remaining of the last response (slots left unclaimed at the end)."""
     counts: dict[str, dict[int, int]] = {u: {} for u in urls}
     first_start = first_end = last_start = last_end = 0.0
+    last_remaining = 0
     stop = time.monotonic() + duration_s
     started = asyncio.Event()
 
     async def worker(session: aiohttp.ClientSession, url: str, lead: bool) -> None:
-        nonlocal first_start, first_end, last_start, last_end
+        nonlocal first_start, first_end, last_start, last_end, last_remaining
         if lead:
             first_start = time.monotonic()
         else:
@@ -119,7 +129,10 @@ async def _hammer(
             async with session.get(url + "/api/venues") as r:
                 await r.read()
                 counts[url][r.status] = counts[url].get(r.status, 0) + 1
+                remaining = int(r.headers["RateLimit-Remaining"])
             t1 = time.monotonic()
+            if t1 >= last_end:
+                last_remaining = remaining
             if lead and not started.is_set():
                 first_end = t1
                 started.set()
@@ -135,11 +148,11 @@ async def _hammer(
                 for j in range(per_gateway)
             )
         )
-    return counts, first_start, first_end, last_start, last_end
+    return counts, first_start, first_end, last_start, last_end, last_remaining
 
 
 async def test_two_gateways_enforce_one_combined_limit(two_gateways: list[str]) -> None:
-    counts, first_start, first_end, last_start, last_end = await _hammer(
+    counts, first_start, first_end, last_start, last_end, unclaimed = await _hammer(
         two_gateways, DURATION_S, per_gateway=8
     )
     total = sum(sum(c.values()) for c in counts.values())
@@ -151,7 +164,18 @@ async def test_two_gateways_enforce_one_combined_limit(two_gateways: list[str]) 
     assert all(c.get(200, 0) > RATE * 0.2 for c in counts.values()), counts
     low = BURST + RATE * (last_start - first_end)
     high = BURST + RATE * (last_end - first_start)
-    assert low * 0.99 - 1 <= allowed <= high * 1.01 + 1, (allowed, low, high, counts)
+    assert allowed <= high * 1.01 + 1, (allowed, high, counts)
+    # Never fewer than the window allows either — counting the slots still free when the
+    # flood stopped: if the busy machine stalled the load generator late in the run, the
+    # slots that came due meanwhile were not lost, just not claimed yet.
+    assert allowed + unclaimed >= low * 0.99 - 1, (allowed, unclaimed, low, counts)
+
+    # Every decision came from Redis (no fallback), so the count above is the shared limit.
+    async with httpx.AsyncClient() as client:
+        for url in two_gateways:
+            text = (await client.get(url + "/metrics")).text
+            assert "boxoffice_ratelimit_redis_errors_total{" not in text, text
+            assert 'outcome="local_' not in text
 
     # Another subject (an authenticated user) is unaffected by the anonymous flood.
     token = issue_access_token(secret=DEV_SECRET_KEY, user_id="u-other", nickname="o", ttl_s=60)
