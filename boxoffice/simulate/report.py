@@ -180,6 +180,19 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     ax = axes[1]
     ax.plot(t, [row["waiting"] for row in tl], label="waiting (clients in queue)")
     ax.plot(t, [row["active"] for row in tl], label="active (admitted, booking)")
+    if any(row.get("server_waiting") is not None for row in tl):
+        ax.plot(
+            t,
+            [row.get("server_waiting") for row in tl],
+            linestyle="--",
+            label="waiting (gateway gauge)",
+        )
+        ax.plot(
+            t,
+            [row.get("server_admitted") for row in tl],
+            linestyle="--",
+            label="slots in use (gateway gauge)",
+        )
     ax.axhline(report["fairness"]["max_active"], color="grey", linestyle=":", label="max_active")
     ax.set_ylabel("users")
     ax.legend(loc="upper right")

@@ -102,7 +102,12 @@ async def _sampler(
     figures. Those two are fetched by their own loops, so a slow answer under load delays
     only its own figure, never the sampling cadence."""
     sid = sim.stage.session_id
-    latest: dict[str, int | None] = {"mysql": 0, "stream_lag": None}
+    latest: dict[str, int | None] = {
+        "mysql": 0,
+        "stream_lag": None,
+        "server_waiting": None,
+        "server_admitted": None,
+    }
 
     async def poll_stats() -> None:
         while True:
@@ -116,7 +121,20 @@ async def _sampler(
             latest["stream_lag"] = await probe.stream_lag(sid)
             await asyncio.sleep(SAMPLE_EVERY_S)
 
-    pollers = [asyncio.create_task(poll_stats()), asyncio.create_task(poll_stream())]
+    async def poll_queue_metrics() -> None:
+        # The gateway's own view of the queue (Prometheus gauges of gateway/queue).
+        url = stats_url.split("/api/", 1)[0] + "/metrics"
+        while True:
+            r = await sim.client.call("metrics(sampler)", "GET", url)
+            if r is not None and r.status_code == 200:
+                latest.update(queue_gauges(r.text, sid))
+            await asyncio.sleep(1.0)
+
+    pollers = [
+        asyncio.create_task(poll_stats()),
+        asyncio.create_task(poll_stream()),
+        asyncio.create_task(poll_queue_metrics()),
+    ]
     try:
         lag_ms = 0.0
         while True:
@@ -134,6 +152,8 @@ async def _sampler(
                     "mysql_reservations": mysql,
                     "read_lag": max(0, sim.crowd.confirmed - mysql),
                     "stream_lag": latest["stream_lag"],
+                    "server_waiting": latest["server_waiting"],
+                    "server_admitted": latest["server_admitted"],
                     # How late this sample woke up: the simulator's own event-loop delay,
                     # which every latency it measures includes.
                     "sim_loop_lag_ms": round(lag_ms, 1),
@@ -146,6 +166,26 @@ async def _sampler(
         for task in pollers:
             task.cancel()
         await asyncio.gather(*pollers, return_exceptions=True)
+
+
+def queue_gauges(text: str, session_id: int) -> dict[str, int | None]:
+    """``boxoffice_queue_waiting`` / ``boxoffice_queue_admitted`` of one session from a
+    Prometheus text page (None when absent)."""
+    found: dict[str, int | None] = {"server_waiting": None, "server_admitted": None}
+    label = f'session="{session_id}"'
+    for line in text.splitlines():
+        if label not in line:
+            continue
+        for metric, key in (
+            ("boxoffice_queue_waiting{", "server_waiting"),
+            ("boxoffice_queue_admitted{", "server_admitted"),
+        ):
+            if line.startswith(metric):
+                try:
+                    found[key] = int(float(line.rsplit(" ", 1)[1]))
+                except (IndexError, ValueError):
+                    pass
+    return found
 
 
 def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
@@ -398,6 +438,11 @@ def build_report(
         if p.slot_released is not None
     ]
     max_active_seen = max_overlap(active_intervals)
+    # Sampled once a second from the gateway's gauge: can miss a peak, never invent one.
+    server_slots = max(
+        (int(row["server_admitted"]) for row in timeline if row.get("server_admitted")),
+        default=None,
+    )
 
     # Where slot time goes (client view): how late people noticed their admission (upper
     # bound: the token's iat is truncated to the second) and how long they then booked.
@@ -487,6 +532,12 @@ def build_report(
             f"<= {options.max_active}",
             max_active_seen <= options.max_active,
         ),
+        _check(
+            "slots in use, gateway gauge (sampled max)",
+            server_slots,
+            f"<= {options.max_active}",
+            server_slots is None or server_slots <= options.max_active,
+        ),
         _check("people ending in error", len(errors), "0", not errors),
     ]
     p99s = {
@@ -543,6 +594,7 @@ def build_report(
             "discordant_pairs": fairness.discordant,
             "max_active": options.max_active,
             "max_active_observed": max_active_seen,
+            "server_slots_in_use_max_sampled": server_slots,
         },
         "diagnostics": {
             "admission_noticed_after_s": summarize(notice),

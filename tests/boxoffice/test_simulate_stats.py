@@ -146,3 +146,16 @@ class TestOptions:
             [sys.executable, "-c", code], capture_output=True, text=True, check=True
         ).stdout
         assert out.strip() == "False"
+
+
+def test_queue_gauges_from_prometheus_text() -> None:
+    from boxoffice.simulate.runner import queue_gauges
+
+    text = (
+        "# HELP boxoffice_queue_waiting Users waiting.\n"
+        'boxoffice_queue_waiting{session="7"} 4213.0\n'
+        'boxoffice_queue_waiting{session="17"} 9.0\n'
+        'boxoffice_queue_admitted{session="7"} 200.0\n'
+    )
+    assert queue_gauges(text, 7) == {"server_waiting": 4213, "server_admitted": 200}
+    assert queue_gauges(text, 8) == {"server_waiting": None, "server_admitted": None}
