@@ -64,6 +64,8 @@ _CORS_EXPOSE = (
     b"x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, location"
 )
 _TOKEN_CACHE_MAX = 20_000
+# Responses up to this size (by Content-Length) are read whole before being sent on.
+_SMALL_RESPONSE = 64 * 1024
 
 
 class Problem(Exception):
@@ -550,12 +552,30 @@ class GatewayFront:
             ) from e
 
         status = response.status
+        started = False
         try:
             raw = response.headers
             rnamed = connection_named(raw)
-            out = [(n, v) for n, v in raw if n not in _RESPONSE_DROP and n not in rnamed]
+            out = []
+            small = False
+            for n, v in raw:
+                if n in _RESPONSE_DROP or n in rnamed:
+                    continue
+                if n == b"content-length":
+                    small = len(v) <= 5 and v.isdigit() and int(v) <= _SMALL_RESPONSE
+                out.append((n, v))
             out.append((b"x-request-id", rid.encode()))
             out.extend(extra)
+            if small:
+                # A small body is read whole before the status line goes out: usually it
+                # came in the same packet as the head, and if the upstream dies in between
+                # the client still gets a clean 502 instead of a cut-off response.
+                body_bytes = b"".join([chunk async for chunk in response])
+                started = True
+                await send({"type": "http.response.start", "status": status, "headers": out})
+                await send({"type": "http.response.body", "body": body_bytes})
+                return status
+            started = True
             await send({"type": "http.response.start", "status": status, "headers": out})
             # Hold back one chunk so the last one goes with more_body=False (one send fewer).
             pending: bytes | None = None
@@ -570,13 +590,21 @@ class GatewayFront:
             # The client went away mid-response; nothing left to tell it.
             log.info("client disconnected mid-response", extra={"request_id": rid})
         except httpx.TransportError as e:
-            # The upstream failed after the status line went out: the only honest signal
-            # left is to end the connection without completing the body.
             upstream.breaker.failure()
             self.metrics.upstream_errors.labels(upstream.name, "reset").inc()
             log.warning(
                 "upstream %s failed mid-response: %r", upstream.name, e, extra={"request_id": rid}
             )
+            if not started:
+                raise Problem(
+                    502,
+                    "Bad Gateway",
+                    f"upstream '{upstream.name}' dropped the connection",
+                    "upstream-reset",
+                    upstream=upstream.name,
+                ) from e
+            # The status line already went out: the only honest signal left is to end the
+            # connection without completing the body.
         finally:
             await response.aclose()
         return status

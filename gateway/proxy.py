@@ -74,7 +74,8 @@ IDENTITY_HEADERS = frozenset(
     }
 )
 # uvicorn adds its own Date and Server; passing the upstream's on would duplicate them.
-_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server"}
+# The request id is the gateway's (the upstream echoes the forwarded one anyway).
+_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Request bodies up to this size (known Content-Length) are read at once: one upstream write
@@ -349,14 +350,20 @@ async def send_upstream(
             raise
         except (httpx.TransportError, OSError) as exc:
             failure = _translate(upstream, exc)
-            breaker.failure()
             metrics.upstream_errors.labels(upstream.name, failure.kind).inc()
+            log.info(
+                "upstream %s failed: %r", upstream.name, exc, extra={"upstream": upstream.name}
+            )
             connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
             if retryable and connect_failed and attempt < retries:
+                # The breaker judges requests, not attempts: one unlucky request with its
+                # retries must not open the circuit alone.
+                breaker.release()
                 attempt += 1
                 if backoff_s:
                     await asyncio.sleep(backoff_s * attempt)
                 continue
+            breaker.failure()
             raise failure from exc
         except BaseException:
             breaker.release()

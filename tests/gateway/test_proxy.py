@@ -426,3 +426,45 @@ class TestFailures:
                 assert (await gw.client.get("/api/venues")).status_code == 503
             r = await gw.client.get("/api/venues")
             assert r.text == "busy"  # still the upstream's own answer
+
+    async def test_retries_count_once_for_the_breaker(
+        self, gateway_factory: GatewayFactory
+    ) -> None:
+        async with gateway_factory(circuit_failure_threshold=2, upstream_retries=2) as gw:
+            route = gw.api.get("/api/venues").mock(side_effect=httpx.ConnectError("refused"))
+            assert (await gw.client.get("/api/venues")).status_code == 502
+            assert route.call_count == 3
+            # One failed request (3 attempts) is one failure: still closed.
+            assert (await gw.client.get("/api/venues")).status_code == 502
+            assert (await gw.client.get("/api/venues")).status_code == 503
+
+
+class _Broken(httpx.AsyncByteStream):
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise httpx.ReadError("upstream died mid-body")
+
+
+async def test_small_body_cut_off_upstream_becomes_502(gateway: GatewayHarness) -> None:
+    gateway.api.get("/api/venues").mock(
+        return_value=httpx.Response(200, headers={"content-length": "100"}, stream=_Broken())
+    )
+    r = await gateway.client.get("/api/venues")
+    assert r.status_code == 502
+    assert r.json()["upstream"] == "api"
+
+
+async def test_large_body_cut_off_ends_the_response(gateway: GatewayHarness) -> None:
+    gateway.api.get("/api/big").mock(return_value=httpx.Response(200, stream=_Broken()))
+    messages: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        messages.append(message)
+
+    await gateway.asgi(_scope("/api/big"), receive, send)
+    assert messages[0]["status"] == 200
+    # No final (more_body=False) message: the server closes the connection instead.
+    assert all(m.get("more_body", False) for m in messages[1:])
