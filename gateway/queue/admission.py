@@ -44,6 +44,9 @@ REGISTRY_REFRESH_S = 1.0
 EVENTS_BATCH = 200
 EVENTS_CLAIM_IDLE_MS = 30_000
 EVENTS_CLAIM_EVERY_S = 5.0
+# A session with nobody waiting or admitted is ticked this often instead of every period
+# (a join on this instance wakes it at once; one on another instance waits at most this).
+IDLE_TICK_S = 0.5
 
 
 class QueueMetrics:
@@ -155,18 +158,30 @@ class AdmissionLoop:
         self.consumer = consumer or f"gw-{uuid.uuid4().hex[:12]}"
         self._groups: set[int] = set()
         self._next_claim: dict[int, float] = {}
+        self._due: dict[int, float] = {}
+        self._woken: set[int] = set()
+
+    def wake(self, session_id: int) -> None:
+        """Tick this session in the next round (a user just joined it here)."""
+        self._due.pop(session_id, None)
+        self._woken.add(session_id)
 
     async def run(self) -> None:
         """Forever (until cancelled); a failing round is logged and retried."""
-        sessions: list[int] = []
+        sessions: set[int] = set()
         next_refresh = 0.0
         while True:
             sleep_s = self.interval_s
             try:
                 if time.monotonic() >= next_refresh:
-                    sessions = await self.registry.sessions()
+                    sessions = set(await self.registry.sessions())
                     next_refresh = time.monotonic() + REGISTRY_REFRESH_S
-                for session_id in sessions:
+                sessions |= self._woken
+                self._woken.clear()
+                now = time.monotonic()
+                for session_id in sorted(sessions):
+                    if self._due.get(session_id, 0.0) > now:
+                        continue
                     wait_ms = await self.step(session_id)
                     if wait_ms > 0:
                         sleep_s = min(sleep_s, wait_ms / 1000)
@@ -183,7 +198,9 @@ class AdmissionLoop:
         try:
             facts = await self.facts.get(session_id)
         except AppError:
-            return 0  # unknown or unreachable facts: admit nobody (fail closed)
+            # Unknown or unreachable facts: admit nobody (fail closed), retry a bit later.
+            self._due[session_id] = time.monotonic() + 4 * IDLE_TICK_S
+            return 0
         try:
             await self.drain_events(session_id)
             result = await self.service.tick(session_id=session_id, policy=facts.policy)
@@ -200,6 +217,10 @@ class AdmissionLoop:
         if result.expired_admissions:
             self.metrics.expirations.labels(label, "admission").inc(result.expired_admissions)
         self.notifier.changed(session_id, result.version)
+        if result.waiting == 0 and result.active == 0:
+            self._due[session_id] = time.monotonic() + IDLE_TICK_S
+        else:
+            self._due.pop(session_id, None)
         return max(result.next_ms, 0)
 
     async def drain_events(self, session_id: int) -> int:

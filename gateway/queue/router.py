@@ -80,6 +80,7 @@ async def join_queue(session_id: SessionId, user: CurrentUser, queue: QueueDep) 
     try:
         view = await queue.service.join(session_id=session_id, user_id=user.user_id)
         await queue.registry.register(session_id)
+        queue.loop.wake(session_id)
     except QueueUnavailable as e:
         raise _unavailable(e) from e
     return queue.service.render(
