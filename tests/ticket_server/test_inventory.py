@@ -120,3 +120,17 @@ async def test_session_without_seats(client, clean_db):
     s = create_session(clean_db, seats=0)
     u = User.new()
     assert await statuses(client, u, s.session_id) == {}
+
+
+async def test_a_hung_catalog_is_a_quick_503(make_client, session, monkeypatch):
+    def hung(engine, session_id):
+        time.sleep(2)  # a database that does not answer (pymysql has no read timeout)
+
+    monkeypatch.setattr("ticket_server.inventory.service.load_session_seats", hung)
+    client = await make_client(inventory_load_wait_s=0.3)
+    u = User.new()
+    sid = session.session_id
+    started = time.monotonic()
+    r = await client.get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
+    assert_problem(r, 503)
+    assert time.monotonic() - started < 1.5

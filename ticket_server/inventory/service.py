@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 import orjson
 from redis.asyncio import Redis
@@ -112,9 +113,7 @@ class Inventory:
                 try:
                     if await self._redis.exists(info):  # loaded between our two checks
                         return
-                    snapshot = await anyio.to_thread.run_sync(
-                        load_session_seats, self._engine, session_id
-                    )
+                    snapshot = await self._read_catalog(session_id, deadline)
                     if snapshot is None:
                         raise NotFound(f"Session {session_id} does not exist.")
                     await self._write(snapshot)
@@ -128,6 +127,17 @@ class Inventory:
                 raise ServiceUnavailable("The seat map is still loading; try again shortly.")
             await asyncio.sleep(poll_s)
             poll_s = min(poll_s * 2, _MAX_POLL_S)
+
+    async def _read_catalog(self, session_id: int, deadline: float) -> SessionSeats | None:
+        # pymysql has no read timeout: a hung database must not hang the request. On timeout
+        # the thread is abandoned (it only reads); the lock is released by the caller.
+        try:
+            with anyio.fail_after(max(deadline - time.monotonic(), 0.1)):
+                return await anyio.to_thread.run_sync(
+                    load_session_seats, self._engine, session_id, abandon_on_cancel=True
+                )
+        except TimeoutError as e:
+            raise ServiceUnavailable("The catalog did not answer; try again shortly.") from e
 
     async def _write(self, snap: SessionSeats) -> None:
         sid = snap.session_id
