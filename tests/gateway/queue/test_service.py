@@ -259,6 +259,7 @@ class TestHeartbeat:
             assert (await svc.status(session_id=SID, user_id=u)).state == "expired"
         assert (await svc.status(session_id=SID, user_id="late")).rank == 0
 
+    @pytest.mark.slow
     async def test_the_sweep_drops_silent_waiters_far_from_the_head(
         self, redis_client: aioredis.Redis
     ) -> None:
