@@ -40,6 +40,15 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "ram_gb": mem_gb}
 
 
+def load_average() -> str | None:
+    """The 1/5/15-minute load averages (other work on the machine skews every figure)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return None
+
+
 def latency_by_step(samples: list[Sample]) -> dict[str, dict[str, float | int | None]]:
     """p50/p95/p99/max per step over the whole run (every answered request)."""
     by_step: dict[str, list[float]] = defaultdict(list)
@@ -241,8 +250,10 @@ def markdown(report: dict[str, Any], command: str) -> str:
     lines = [
         f"Command: `{command}`",
         "",
-        f"Machine: {m['nproc']} cores, {m['ram_gb']} GB RAM; everything (system and the "
-        "simulator) on it. Run at " + report["generated_at"][:19] + "Z.",
+        f"Machine: {m['nproc']} cores, {m['ram_gb']} GB RAM, load average before the run "
+        f"{m.get('load_before')}; everything (system and simulator) on it. Run at "
+        + report["generated_at"][:19]
+        + "Z.",
         "",
         f"- {s['users']} people, {s['capacity']} seats: {s['seats_sold']} sold in "
         f"{s['reservations']} reservations; capacity reached "

@@ -23,6 +23,7 @@ from boxoffice.simulate.report import (
     P99_GOAL_MS,
     latency_by_step,
     latency_timeline,
+    load_average,
     machine,
     markdown,
     plot,
@@ -211,6 +212,7 @@ async def simulate(
 ) -> dict[str, Any]:
     """Run the crowd against ``target`` and return the report."""
     system_pids = system_pids or {}
+    load_before = load_average()
     rng = random.Random(options.seed)
     recorder = Recorder()
     http = make_http_client()
@@ -333,6 +335,7 @@ async def simulate(
                 name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 2)
                 for name in cpu_after
             },
+            load_before=load_before,
         )
     finally:
         await probe.close()
@@ -411,6 +414,7 @@ def build_report(
     sold_out_seen_at: float | None,
     top_commands: dict[str, int] | None = None,
     cpu_s: dict[str, float] | None = None,
+    load_before: str | None = None,
 ) -> dict[str, Any]:
     """Turn what was seen into the report's figures, invariants and goals."""
     t0 = recorder.t0
@@ -581,7 +585,7 @@ def build_report(
         "generated_at": datetime.now(UTC).isoformat(),
         "options": asdict(options),
         "target": {"gateways": target.gateway_urls, "redis": bool(target.redis_url)},
-        "machine": machine(),
+        "machine": {**machine(), "load_before": load_before},
         "session": stage_info,
         "summary": summary,
         "invariants": invariants,
