@@ -218,6 +218,26 @@ class TestEvents:
                 assert (await asyncio.wait_for(next_status(), 5))["status"] == "sold_out"
                 assert time.monotonic() - t0 < 1.0
 
+    async def test_leaving_ends_the_stream_with_a_gone_event(self, gateway: GatewayFactory) -> None:
+        async with gateway() as gw:
+            blockers = [user_headers(), user_headers()]
+            me = user_headers()
+            for h in (*blockers, me):
+                await gw.post(f"/api/queue/{TIGHT_SESSION}/join", headers=h)
+            async with gw.stream("GET", f"/api/queue/{TIGHT_SESSION}/events", headers=me) as st:
+                events: list[str] = []
+
+                async def read_all() -> None:
+                    async for line in st.aiter_lines():
+                        if line.startswith("event:"):
+                            events.append(line.split(":", 1)[1].strip())
+
+                reader = asyncio.create_task(read_all())
+                await eventually(lambda: asyncio.sleep(0, events == ["status"]))
+                await gw.delete(f"/api/queue/{TIGHT_SESSION}", headers=me)
+                await asyncio.wait_for(reader, 5)  # the server ends the stream
+            assert events == ["status", "gone"]
+
     async def test_silent_waiter_expires_and_an_open_stream_is_a_heartbeat(
         self, gateway: GatewayFactory
     ) -> None:
