@@ -34,7 +34,7 @@ def build_parser(settings: WorkerSettings) -> argparse.ArgumentParser:
         "--batch-size",
         type=int,
         default=settings.worker_batch_size,
-        help="entries read per stream per batch",
+        help="entries per transaction (COUNT per stream of each read)",
     )
     p.add_argument(
         "--block-ms",

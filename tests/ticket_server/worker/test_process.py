@@ -79,21 +79,33 @@ def _plan(session_ids: tuple[int, ...], seats: tuple[int, ...], n: int, seed: in
 
 
 class _Producer(threading.Thread):
-    """Keeps XADDing events at a steady pace, like bookings flowing in."""
+    """Keeps XADDing events at a steady pace, like bookings flowing in, until the plan is
+    used up or :meth:`finish` is called; ``pushed`` is what it wrote (a prefix of the plan,
+    so every cancellation follows its completion)."""
 
     def __init__(self, redis_url: str, events: list[Event], chunk: int, every_s: float) -> None:
         super().__init__(daemon=True)
         self.client = redis.Redis.from_url(redis_url, decode_responses=True)
         self.events, self.chunk, self.every_s = events, chunk, every_s
+        self.pushed: list[Event] = []
         self.slowest_s = 0.0
+        self._done = threading.Event()
 
     def run(self) -> None:
         for i in range(0, len(self.events), self.chunk):
+            if self._done.is_set():
+                break
             t = time.perf_counter()
             push(self.client, *self.events[i : i + self.chunk])
+            self.pushed.extend(self.events[i : i + self.chunk])
             self.slowest_s = max(self.slowest_s, time.perf_counter() - t)
             time.sleep(self.every_s)
         self.client.close()
+
+    def finish(self) -> None:
+        """Stop adding events and wait for the thread."""
+        self._done.set()
+        self.join(30)
 
 
 class TestWorkerProcess:
@@ -123,15 +135,15 @@ class TestWorkerProcess:
         redis_url: str,
         worker_proc: WorkerProcess,
     ) -> None:
-        cat = make_catalog(clean_db, seat_count=1500)
-        events = _plan(cat.session_ids, cat.seats, 2800, seed=7)
-        producer = _Producer(redis_url, events, chunk=30, every_s=0.06)
+        cat = make_catalog(clean_db, seat_count=4000)
+        events = _plan(cat.session_ids, cat.seats, 7500, seed=7)  # ~30 s of flow at most
+        producer = _Producer(redis_url, events, chunk=30, every_s=0.1)
         worker_proc.start("--batch-size", "200")
         producer.start()
         host = socket.gethostname()
         mid_batch_kills = kills = 0
         rng = random.Random(1)
-        while mid_batch_kills < 5 and kills < 25:
+        while mid_batch_kills < 5 and kills < 25 and producer.is_alive():
             time.sleep(rng.uniform(0.1, 0.4))
             assert worker_proc.proc is not None
             consumer = f"{host}-{worker_proc.proc.pid}"
@@ -144,11 +156,12 @@ class TestWorkerProcess:
             if _pending_of(redis_sync, consumer):  # exact: a dead consumer acknowledges nothing
                 mid_batch_kills += 1
             worker_proc.start("--batch-size", "200")
+        producer.finish()
         assert mid_batch_kills == 5, f"only {mid_batch_kills} of {kills} kills hit a batch"
-        producer.join(30)
         _wait_lag_zero(redis_sync, 30, worker_proc)
         assert worker_proc.terminate() == 0
-        assert db_state(clean_db) == expected_state(events)
+        assert len(producer.pushed) > 500
+        assert db_state(clean_db) == expected_state(producer.pushed)
         assert dead_letters(redis_sync) == []
 
     @pytest.mark.slow
@@ -195,6 +208,7 @@ class TestWorkerProcess:
                 assert group_backlog(redis_sync).lag > 0
                 assert wp.metric("boxoffice_worker_db_errors_total") >= 3
                 producer.join(10)
+                assert producer.pushed == during
                 assert producer.slowest_s < 0.5  # writing events never waited on the database
 
                 proxy.restore()
@@ -211,8 +225,16 @@ class TestWorkerProcess:
 def _pending_of(client: redis.Redis, consumer: str) -> int:
     total = 0
     for member in client.smembers(keys.EVENT_STREAMS):
-        info: Any = client.xpending_range(
-            keys.events_stream(int(member)), keys.WORKER_GROUP, "-", "+", 1, consumername=consumer
-        )
+        try:
+            info: Any = client.xpending_range(
+                keys.events_stream(int(member)),
+                keys.WORKER_GROUP,
+                "-",
+                "+",
+                1,
+                consumername=consumer,
+            )
+        except redis.ResponseError:  # the group is not created yet
+            continue
         total += len(info)
     return total
