@@ -295,13 +295,7 @@ class GatewayFront:
                 except ValueError as e:
                     raise Problem(400, "Bad Request", "bad Content-Length", "bad-request") from e
                 if length > self.limit:
-                    raise Problem(
-                        413,
-                        "Content Too Large",
-                        f"The request body exceeds {self.limit} bytes.",
-                        "payload-too-large",
-                        [(b"connection", b"close")],
-                    )
+                    raise _too_large(self.limit)
             else:
                 length = -1 if chunked else 0
 
@@ -423,13 +417,7 @@ class GatewayFront:
             except ValueError:
                 too_big = True
             if too_big:
-                raise Problem(
-                    413,
-                    "Content Too Large",
-                    f"The request body exceeds {limit} bytes.",
-                    "payload-too-large",
-                    [(b"connection", b"close")],
-                )
+                raise _too_large(limit)
         seen = 0
         started = False
         rejected = False
@@ -543,13 +531,10 @@ class GatewayFront:
                 upstream=upstream.name,
             ) from f
         except BodyTooLarge as e:
-            raise Problem(
-                413,
-                "Content Too Large",
-                f"The request body exceeds {self.limit} bytes.",
-                "payload-too-large",
-                [(b"connection", b"close")],
-            ) from e
+            raise _too_large(self.limit) from e
+        except ClientGone as e:
+            # Nobody is left to read it; the status is for the access log and metrics.
+            raise Problem(400, "Bad Request", "client disconnected", "bad-request") from e
 
         status = response.status
         started = False
@@ -615,10 +600,4 @@ class GatewayFront:
         except ClientGone as e:
             raise Problem(400, "Bad Request", "client disconnected", "bad-request") from e
         except BodyTooLarge as e:
-            raise Problem(
-                413,
-                "Content Too Large",
-                f"The request body exceeds {self.limit} bytes.",
-                "payload-too-large",
-                [(b"connection", b"close")],
-            ) from e
+            raise _too_large(self.limit) from e

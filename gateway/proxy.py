@@ -230,21 +230,7 @@ def _translate(upstream: Upstream, exc: Exception) -> UpstreamFailure:
 
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body (bounded by ``limit``)."""
-    chunks: list[bytes] = []
-    seen = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone
-        chunk = message.get("body", b"")
-        if chunk:
-            seen += len(chunk)
-            if seen > limit:
-                raise BodyTooLarge
-            chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    return b"".join([chunk async for chunk in stream_body(receive, limit)])
 
 
 async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
