@@ -165,6 +165,27 @@ def clear_redis(client: redis.Redis, session_ids: list[int]) -> None:
         client.srem(keys.EVENT_STREAMS, s)
 
 
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _database_server_pid() -> int | None:
+    """The local MariaDB/MySQL server process, if there is one (for its CPU time)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() in ("mariadbd", "mysqld"):
+                    return int(entry.name)
+            except OSError:
+                continue
+    return None
+
+
 def run_once(
     args: argparse.Namespace,
     workers: int,
@@ -203,6 +224,8 @@ def run_once(
     ]
     try:
         time.sleep(2.0)  # imports and connections, outside the measured time
+        db_pid = _database_server_pid()
+        cpu_before = [_cpu_s(p.pid) for p in procs], _cpu_s(db_pid) if db_pid else 0.0
         started = time.perf_counter()
         client.sadd(keys.EVENT_STREAMS, *session_ids)
         while True:
@@ -215,6 +238,8 @@ def run_once(
                 raise SystemExit(f"not drained after {args.timeout_s} s: {backlog}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
+        worker_cpu = sum(_cpu_s(p.pid) - b for p, b in zip(procs, cpu_before[0], strict=True))
+        db_cpu = (_cpu_s(db_pid) - cpu_before[1]) if db_pid else float("nan")
     finally:
         for p in procs:
             p.terminate()
@@ -230,6 +255,13 @@ def run_once(
         f"workers={workers} batch={args.batch_size}: {args.events:,} events in {elapsed:.2f} s "
         f"= {rate:,.0f} events/s; rows: reservations={n_res:,} seats={n_seats:,} "
         f"rankings={n_rank:,} {'OK' if ok else 'MISMATCH'}",
+        flush=True,
+    )
+    per_event_us = (worker_cpu + db_cpu) / args.events * 1e6
+    print(
+        f"  CPU per event: workers {worker_cpu / args.events * 1e6:.0f} us, database server "
+        f"{db_cpu / args.events * 1e6:.0f} us (all its clients); on 2 idle cores that bounds "
+        f"the rate near {2e6 / per_event_us:,.0f} events/s",
         flush=True,
     )
     if not ok:

@@ -52,6 +52,9 @@ def _literal_renderer(escape: Callable[[str], str]) -> Literal:
                 raise ValueError("naive datetime given to a UTC column")
             return value.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S.%f'")
         if isinstance(value, list):
+            if all(type(v) is int for v in value):
+                # What json.dumps writes for a list of ints, without its generic machinery.
+                return "'[" + ", ".join(map(str, value)) + "]'"
             return "'" + escape(json.dumps(value)) + "'"
         if isinstance(value, bool | int):
             return str(int(value))

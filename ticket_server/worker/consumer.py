@@ -20,7 +20,7 @@ import random
 import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -299,8 +299,8 @@ class Worker:
         if dead:
             self._dead_letter(dead)
         self._ack([e for e, _ in done] + [e for e, _, _ in dead])
-        for _, ev in done:
-            self.metrics.applied.labels(ev.type).inc()
+        for kind, n in Counter(ev.type for _, ev in done).items():
+            self.metrics.applied.labels(kind).inc(n)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(entries)
 
