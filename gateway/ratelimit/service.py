@@ -10,24 +10,29 @@ using the failure mode until it returns) and the first success restores normal o
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ratelimit import metrics as m
 from gateway.ratelimit import scripts
 from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter, Verdict
+from gateway.ratelimit.pipeline import PipelinedRedis, bulk, supports
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
 from shared import keys
 
@@ -52,6 +57,12 @@ class LimitDecision:
     status: int = 429
 
 
+@lru_cache(maxsize=16384)
+def _key(policy: str, subject: str) -> str:
+    # Hashing the subject on every request shows in profiles; active subjects repeat.
+    return keys.rate_limit(policy, subject)
+
+
 def _seconds_up(us: int) -> int:
     return max(0, math.ceil(us / 1_000_000))
 
@@ -71,6 +82,54 @@ def _error_kind(exc: BaseException) -> str:
     return "error"
 
 
+class GcraCall(Protocol):
+    """One run of ``gcra.lua``: ``[allowed, remaining, retry_after_us, reset_us]``."""
+
+    async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]: ...
+
+    def reset(self) -> None: ...
+
+
+class PipelinedGcra:
+    """``EVALSHA`` on the auto-pipelined client; ``EVAL`` (which caches the script again)
+    after ``NOSCRIPT``, e.g. following a ``SCRIPT FLUSH`` or a failover."""
+
+    def __init__(self, client: PipelinedRedis) -> None:
+        self._client = client
+        text = scripts.source("gcra").encode()
+        sha = hashlib.sha1(text).hexdigest().encode()
+        # The constant head of each command, encoded once; KEYS[1], ARGV[1..2] follow.
+        self._evalsha = b"*6\r\n" + bulk(b"EVALSHA", sha, 1)
+        self._eval = b"*6\r\n" + bulk(b"EVAL", text, 1)
+
+    async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]:
+        tail = bulk(key, interval_us, burst)
+        try:
+            reply = await self._client.execute(self._evalsha + tail)
+        except NoScriptError:
+            reply = await self._client.execute(self._eval + tail)
+        return [int(x) for x in reply]
+
+    def reset(self) -> None:
+        self._client.reset()
+
+
+class RedisPyGcra:
+    """The same through redis-py (``AsyncScript``: one ``EVALSHA``, reload on NOSCRIPT)."""
+
+    def __init__(self, redis: Redis, timeout_s: float) -> None:
+        self._script = scripts.gcra(redis)
+        self._timeout_s = timeout_s
+
+    async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]:
+        async with asyncio.timeout(self._timeout_s):
+            reply = await self._script(keys=[key], args=[interval_us, burst])
+        return [int(x) for x in reply]
+
+    def reset(self) -> None:
+        """Nothing to do: redis-py drops a connection whose command was cancelled."""
+
+
 class RedisRateLimiter:
     """``hit(group, subject)`` for the gateway's front layer (``RateLimiter`` protocol)."""
 
@@ -83,6 +142,7 @@ class RedisRateLimiter:
         instances: InstanceTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
         owns_redis: Redis | None = None,
+        pipelined: PipelinedRedis | None = None,
     ) -> None:
         self.settings = settings
         self._owned_redis = owns_redis
@@ -90,9 +150,14 @@ class RedisRateLimiter:
         self.instances = instances
         self.local = LocalLimiter(clock=clock)
         self._redis = redis
-        self._script = scripts.gcra(redis)
+        # The hot path: the auto-pipelined client when there is one, else redis-py.
+        self._pipelined = pipelined
+        self._gcra: GcraCall = (
+            PipelinedGcra(pipelined)
+            if pipelined is not None
+            else RedisPyGcra(redis, settings.redis_timeout_s)
+        )
         self._clock = clock
-        self._timeout_s = settings.redis_timeout_s
         self._rules: dict[str, _Rule] = {}
         self._degraded = False
         self._retry_redis_at = 0.0
@@ -117,6 +182,8 @@ class RedisRateLimiter:
         if self.instances is not None:
             await self.instances.stop()
         self.metrics.unregister()
+        if self._pipelined is not None:
+            await self._pipelined.aclose()
         if self._owned_redis is not None:
             await self._owned_redis.aclose()
 
@@ -133,12 +200,13 @@ class RedisRateLimiter:
                 return self._fallback(rule, subject)
             probe = self._probing = True
         try:
-            async with asyncio.timeout(self._timeout_s):
-                allowed, remaining, retry_us, reset_us = await self._script(
-                    keys=[keys.rate_limit(rule.name, subject)],
-                    args=[rule.policy.interval_us, rule.policy.burst],
-                )
+            # Bounded by the backend (redis_timeout_s): never a hang.
+            allowed, remaining, retry_us, reset_us = await self._gcra(
+                _key(rule.name, subject), rule.policy.interval_us, rule.policy.burst
+            )
         except Exception as e:  # any failure of the Redis call is a failure-mode decision
+            if isinstance(e, TimeoutError):
+                self._gcra.reset()  # Redis may be hung: start over on a new connection
             self._redis_failed(e)
             return self._fallback(rule, subject)
         finally:
@@ -242,7 +310,16 @@ async def start_rate_limiter(
         metrics=metrics,
     )
     limiter = RedisRateLimiter(
-        redis=redis, settings=settings, metrics=metrics, instances=tracker, owns_redis=owned
+        redis=redis,
+        settings=settings,
+        metrics=metrics,
+        instances=tracker,
+        owns_redis=owned,
+        pipelined=(
+            PipelinedRedis(redis_url, timeout_s=settings.redis_timeout_s)
+            if redis_url and supports(redis_url)
+            else None
+        ),
     )
     with suppress(Exception):
         async with asyncio.timeout(1.0):

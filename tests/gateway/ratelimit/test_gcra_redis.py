@@ -4,6 +4,7 @@ one round trip, Cluster-safe keys, NOSCRIPT recovery."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,9 +17,9 @@ from redis.crc import key_slot
 
 from gateway.ratelimit import scripts
 from gateway.ratelimit.policies import RateLimitSettings
-from gateway.ratelimit.service import RedisRateLimiter, make_redis
 from shared import keys
 from tests.fixtures.services import EmbeddedRedis
+from tests.gateway.ratelimit.conftest import MakeLimiter
 
 pytestmark = pytest.mark.integration
 
@@ -32,11 +33,11 @@ def header(decision: Any, name: bytes) -> int:
 
 
 class TestExactness:
-    async def test_burst_admitted_then_refused(self, redis_client: aioredis.Redis) -> None:
+    async def test_burst_admitted_then_refused(
+        self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
+    ) -> None:
         # One request per 10 s: nothing refills while the burst is spent.
-        lim = RedisRateLimiter(
-            redis=redis_client, settings=settings(t={"rate": 1, "period_s": 10, "burst": 5})
-        )
+        lim = make_limiter(settings(t={"rate": 1, "period_s": 10, "burst": 5}))
         got = [await lim.hit("t", "user:1") for _ in range(7)]
         assert [d.allowed for d in got] == [True] * 5 + [False, False]
         assert [header(d, b"ratelimit-remaining") for d in got] == [4, 3, 2, 1, 0, 0, 0]
@@ -61,12 +62,14 @@ class TestExactness:
         assert ok[0] == 1  # exactly one slot came back
         assert (await script(keys=[key], args=[100_000, 3]))[0] == 0
 
-    async def test_rate_plus_burst_within_one_window(self, redis_client: aioredis.Redis) -> None:
+    async def test_rate_plus_burst_within_one_window(
+        self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
+    ) -> None:
         # N = 50 per second plus a burst of 5: over one second, 55 admitted (±1 for the
         # edges), however fast the requests come. The window is what Redis saw: between
         # the end of the first request and the start of the last one at least, between
         # the start of the first and the end of the last at most.
-        lim = RedisRateLimiter(redis=redis_client, settings=settings(t={"rate": 50, "burst": 5}))
+        lim = make_limiter(settings(t={"rate": 50, "burst": 5}))
         allowed = 0
         first_start = time.monotonic()
         allowed += (await lim.hit("t", "user:window")).allowed
@@ -83,11 +86,10 @@ class TestExactness:
         assert high - low < 10  # the bounds are tight enough to mean something
 
     async def test_other_subjects_and_policies_are_unaffected(
-        self, redis_client: aioredis.Redis
+        self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
     ) -> None:
-        lim = RedisRateLimiter(
-            redis=redis_client,
-            settings=settings(
+        lim = make_limiter(
+            settings(
                 a={"rate": 1, "period_s": 10, "burst": 2}, b={"rate": 1, "period_s": 10, "burst": 2}
             ),
         )
@@ -97,11 +99,9 @@ class TestExactness:
         assert (await lim.hit("a", "user:1")).allowed
 
     async def test_state_is_one_key_that_expires_at_rest(
-        self, redis_client: aioredis.Redis
+        self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
     ) -> None:
-        lim = RedisRateLimiter(
-            redis=redis_client, settings=settings(t={"rate": 1, "period_s": 2, "burst": 3})
-        )
+        lim = make_limiter(settings(t={"rate": 1, "period_s": 2, "burst": 3}))
         for _ in range(3):
             await lim.hit("t", "ip:9")
         names = await redis_client.keys("*")
@@ -110,35 +110,36 @@ class TestExactness:
         assert 5_000 < await redis_client.pttl(names[0]) <= 6_000
 
     async def test_concurrent_hits_never_exceed_the_burst(
-        self, redis_client: aioredis.Redis, redis_url: str
+        self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
     ) -> None:
         s = settings(t={"rate": 1, "period_s": 60, "burst": 25}).model_copy(
             update={"redis_timeout_s": 2.0}
         )
-        client = make_redis(redis_url, s)
-        try:
-            lim = RedisRateLimiter(redis=client, settings=s)
-            # More in flight than the pool has connections: they wait, they do not fail.
-            got = await asyncio.gather(*(lim.hit("t", "user:race") for _ in range(300)))
-        finally:
-            await client.aclose()
+        lim = make_limiter(s)
+        # More in flight than redis-py's pool has connections: they wait, they do not fail.
+        got = await asyncio.gather(*(lim.hit("t", "user:race") for _ in range(300)))
         assert not lim.degraded
         assert sum(d.allowed for d in got) == 25
 
 
 class TestClusterSafety:
     async def test_every_script_call_touches_one_hash_tag(
-        self, redis_client: aioredis.Redis
+        self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
     ) -> None:
-        lim = RedisRateLimiter(redis=redis_client, settings=RateLimitSettings())
+        lim = make_limiter(RateLimitSettings())
         calls: list[list[str]] = []
-        real = lim._script
+        real = lim._gcra
 
-        async def recording(*, keys: list[str], args: list[Any]) -> Any:
-            calls.append(keys)
-            return await real(keys=keys, args=args)
+        class Recording:
+            async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]:
+                calls.append([key])  # the script's KEYS
+                result: list[int] = await real(key, interval_us, burst)
+                return result
 
-        lim._script = recording  # type: ignore[assignment]
+            def reset(self) -> None:
+                real.reset()
+
+        lim._gcra = Recording()
         for group in ["browse", "queue", "auth", "ticketing-write", "nope"]:
             for subject in ["user:abc", "ip:203.0.113.5", "ip:2001:db8::1", "ip:{evil}"]:
                 await lim.hit(group, subject)
@@ -179,9 +180,12 @@ def command_calls(r: redis.Redis) -> dict[str, int]:
 
 class TestScriptLoading:
     async def test_one_evalsha_per_hit(
-        self, private_redis: EmbeddedRedis, private_client: aioredis.Redis
+        self,
+        make_limiter: MakeLimiter,
+        private_redis: EmbeddedRedis,
+        private_client: aioredis.Redis,
     ) -> None:
-        lim = RedisRateLimiter(redis=private_client, settings=RateLimitSettings())
+        lim = make_limiter(url=private_redis.url, settings=RateLimitSettings())
         await lim.load()
         await lim.hit("browse", "ip:warm")  # connection set-up commands happen here
         with redis.Redis.from_url(private_redis.url) as stats:
@@ -195,19 +199,23 @@ class TestScriptLoading:
         assert issued == {"evalsha": 50, "info": 1}
 
     async def test_noscript_after_script_flush_recovers(
-        self, private_redis: EmbeddedRedis, private_client: aioredis.Redis
+        self,
+        make_limiter: MakeLimiter,
+        private_redis: EmbeddedRedis,
+        private_client: aioredis.Redis,
     ) -> None:
-        lim = RedisRateLimiter(
-            redis=private_client, settings=settings(t={"rate": 1, "period_s": 10, "burst": 3})
+        lim = make_limiter(
+            url=private_redis.url, settings=settings(t={"rate": 1, "period_s": 10, "burst": 3})
         )
+        sha = hashlib.sha1(scripts.source("gcra").encode()).hexdigest()
         assert (await lim.hit("t", "ip:1")).allowed
         await private_client.script_flush()
-        assert not (await private_client.script_exists(lim._script.sha))[0]
+        assert not (await private_client.script_exists(sha))[0]
         got = [await lim.hit("t", "ip:1") for _ in range(3)]
         # The state survived the flush (only the script went): 2 left of 3, then refused.
         assert [d.allowed for d in got] == [True, True, False]
         assert not lim.degraded
-        assert (await private_client.script_exists(lim._script.sha))[0]
+        assert (await private_client.script_exists(sha))[0]
 
 
 class TestPolicyChange:
