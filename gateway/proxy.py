@@ -295,6 +295,7 @@ async def _send_once(
             headers,
             body,
             host_header=upstream.host_header,
+            tls=upstream.scheme == b"https",
             connect_timeout=upstream.timeout["connect"],
             read_timeout=upstream.timeout["read"],
             pool_timeout=upstream.timeout["pool"],

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import ssl
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -221,8 +222,16 @@ class RawResponse:
 class _Pool:
     """Keep-alive connections to one (host, port); LIFO so hot connections stay hot."""
 
-    def __init__(self, host: str, port: int, max_connections: int, keepalive_s: float) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        max_connections: int,
+        keepalive_s: float,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.loop = asyncio.get_running_loop()
+        self.ssl_context = ssl_context
         self.host = host
         self.port = port
         self.max_connections = max_connections
@@ -266,7 +275,14 @@ class _Pool:
     async def _connect(self, timeout: float | None) -> _Conn:
         try:
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(lambda: _Conn(self), self.host, self.port), timeout
+                self.loop.create_connection(
+                    lambda: _Conn(self),
+                    self.host,
+                    self.port,
+                    ssl=self.ssl_context,
+                    server_hostname=self.host if self.ssl_context else None,
+                ),
+                timeout,
             )
         except TimeoutError as e:
             self._slot_freed()
@@ -310,7 +326,8 @@ class _Pool:
 
 
 class FastTransport(httpx.AsyncBaseTransport):
-    """Pooled HTTP/1.1 to plain-``http`` upstreams (the gateway's backends)."""
+    """Pooled keep-alive HTTP/1.1 to the gateway's backends (``http``, or ``https`` with the
+    system's default certificate checks)."""
 
     def __init__(
         self,
@@ -324,13 +341,17 @@ class FastTransport(httpx.AsyncBaseTransport):
         # Below uvicorn's default keep-alive (5 s) so we drop a connection before the
         # server does; a request on a connection the server is closing would fail.
         self.keepalive_s = keepalive_s
-        self._pools: dict[tuple[str, int], _Pool] = {}
+        self._pools: dict[tuple[str, int, bool], _Pool] = {}
+        self._ssl_context: ssl.SSLContext | None = None
 
-    def _pool(self, host: str, port: int) -> _Pool:
-        pool = self._pools.get((host, port))
+    def _pool(self, host: str, port: int, tls: bool) -> _Pool:
+        pool = self._pools.get((host, port, tls))
         if pool is None:
-            pool = _Pool(host, port, self.max_connections, self.keepalive_s)
-            self._pools[(host, port)] = pool
+            if tls and self._ssl_context is None:
+                self._ssl_context = ssl.create_default_context()
+            ctx = self._ssl_context if tls else None
+            pool = _Pool(host, port, self.max_connections, self.keepalive_s, ctx)
+            self._pools[(host, port, tls)] = pool
         return pool
 
     async def request_raw(
@@ -343,6 +364,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         body: bytes | AsyncIterator[bytes] | None,
         *,
         host_header: bytes,
+        tls: bool = False,
         connect_timeout: float | None,
         read_timeout: float | None,
         pool_timeout: float | None = None,
@@ -350,7 +372,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         """Send one request and return once the response head arrived (body streamed).
         A kept-alive connection found dead before any response byte is replaced once for
         idempotent requests with a replayable body."""
-        pool = self._pool(host, port)
+        pool = self._pool(host, port, tls)
         lines = [method, b" ", target, b" HTTP/1.1\r\nhost: ", host_header, b"\r\n"]
         has_length = False
         for name, value in headers:
@@ -408,8 +430,8 @@ class FastTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         """The httpx transport API (used by ``httpx.AsyncClient`` callers)."""
         url = request.url
-        if url.scheme != "http":
-            raise httpx.UnsupportedProtocol("FastTransport speaks plain http to backends only")
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
         timeout: dict[str, Any] = request.extensions.get("timeout", {})
         try:
             body: bytes | AsyncIterator[bytes] | None = request.content or None
@@ -420,7 +442,8 @@ class FastTransport(httpx.AsyncBaseTransport):
             for n, v in request.headers.raw
             if n.lower() not in (b"host", b"transfer-encoding")
         ]
-        port = url.port or 80
+        tls = url.scheme == "https"
+        port = url.port or (443 if tls else 80)
         raw = await self.request_raw(
             request.method.encode(),
             url.host,
@@ -429,6 +452,7 @@ class FastTransport(httpx.AsyncBaseTransport):
             headers,
             body,
             host_header=url.netloc,
+            tls=tls,
             connect_timeout=timeout.get("connect", self.connect_timeout_s),
             read_timeout=timeout.get("read"),
             pool_timeout=timeout.get("pool"),
