@@ -29,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from argparse import Namespace
 from pathlib import Path
 from typing import Any
@@ -36,7 +37,7 @@ from typing import Any
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gateway_proxy as gp  # noqa: E402  (shared helpers: upstream, gateway process, load)
+import gateway_proxy as gp
 
 # Everything admitted: the cost of counting, not of answering 429.
 ON = {"policies": {"browse": {"rate": 1e9, "burst": 1_000_000_000}}}
@@ -53,6 +54,20 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     """Per-command difference (the INFO call itself excluded)."""
     d = {k: v - before.get(k, 0) for k, v in after.items() if k != "info"}
     return {k: v for k, v in d.items() if v}
+
+
+def proxied(port: int) -> int:
+    """Requests the gateway on ``port`` has answered on the browsing route so far (its own
+    count: wrk does not count the requests still in flight when it stops)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("boxoffice_http_requests_total{") and 'route="browse"' in line
+        )
+    )
 
 
 def start_gateway(port: int, up_port: int, redis_url: str, limited: bool) -> Any:
@@ -91,6 +106,9 @@ def main() -> int:
         f"redis: {'private embedded' if private else redis_url}"
     )
     stats = redis.Redis.from_url(redis_url)
+    redis_pid = int(stats.info("server")["process_id"])
+    if not Path(f"/proc/{redis_pid}").exists():
+        redis_pid = 0  # not on this machine: its CPU is not ours to see
     up_port = gp.free_port()
     procs = [gp.start_upstream(up_port)]
     try:
@@ -111,18 +129,23 @@ def main() -> int:
 
         rps: dict[str, list[float]] = {"off": [], "on": []}
         cpu: dict[str, list[float]] = {"off": [], "on": []}
+        redis_cpu: dict[str, list[float]] = {"off": [], "on": []}
         commands: dict[str, dict[str, int]] = {"off": {}, "on": {}}
         requests: dict[str, int] = {"off": 0, "on": 0}
         for _ in range(args.rounds):
             for mode in ("off", "on"):
                 pid = gateways[mode].pid
                 before = command_calls(stats)
-                t0 = gp.cpu_ticks(pid)
-                r, total, _ = gp.load(urls[mode], args.connections, args.duration)
-                t1 = gp.cpu_ticks(pid)
+                n0 = proxied(ports[mode])
+                t0, r0 = gp.cpu_ticks(pid), gp.cpu_ticks(redis_pid) if redis_pid else 0
+                r, _, _ = gp.load(urls[mode], args.connections, args.duration)
+                time.sleep(0.2)  # the requests wrk left in flight finish
+                t1, r1 = gp.cpu_ticks(pid), gp.cpu_ticks(redis_pid) if redis_pid else 0
+                total = proxied(ports[mode]) - n0
                 d = delta(command_calls(stats), before)
                 rps[mode].append(r)
                 cpu[mode].append((t1 - t0) / gp.TICK * 1e6 / max(total, 1))
+                redis_cpu[mode].append((r1 - r0) / gp.TICK * 1e6 / max(total, 1))
                 requests[mode] += total
                 for k, v in d.items():
                     commands[mode][k] = commands[mode].get(k, 0) + v
@@ -137,6 +160,17 @@ def main() -> int:
             f"rate limiting on : {med['on']:8.0f} req/s (runs: "
             f"{', '.join(f'{x:.0f}' for x in rps['on'])})  "
             f"gateway CPU {statistics.median(cpu['on']):5.0f} µs/req"
+        )
+        g_off, g_on = statistics.median(cpu["off"]), statistics.median(cpu["on"])
+        print(
+            f"gateway CPU per request: +{g_on - g_off:.0f} µs with limiting "
+            f"({g_on / g_off - 1:+.1%})"
+            + (
+                f"; Redis server CPU per request: {statistics.median(redis_cpu['on']):.0f} µs "
+                f"on, {statistics.median(redis_cpu['off']):.0f} µs off (same 2 cores here)"
+                if redis_pid
+                else ""
+            )
         )
         print(
             f"ratio on/off: {med['on'] / med['off']:.3f}  "
