@@ -52,6 +52,9 @@ _REQUEST_DROP = HOP_BY_HOP | {
     b"x-forwarded-proto",
     b"x-forwarded-host",
     b"x-real-ip",
+    # Expectations are the gateway's business (uvicorn answers 100-continue to the client);
+    # forwarded, they would make the upstream send an interim 100 response.
+    b"expect",
 }
 # Identity claims nobody may make from outside (API.md: never believed by anyone).
 IDENTITY_HEADERS = frozenset(

@@ -95,12 +95,12 @@ class GatewayHarness:
     router: respx.Router
     client: httpx.AsyncClient
     asgi: Callable[..., Awaitable[None]]
-    api: respx.Router = field(init=False)
-    ticket: respx.Router = field(init=False)
+    api: UpstreamMocks = field(init=False)
+    ticket: UpstreamMocks = field(init=False)
 
     def __post_init__(self) -> None:
-        self.api = _Scoped(self.router, self.settings.api_server_url)  # type: ignore[assignment]
-        self.ticket = _Scoped(self.router, self.settings.ticket_server_url)  # type: ignore[assignment]
+        self.api = UpstreamMocks(self.router, self.settings.api_server_url)
+        self.ticket = UpstreamMocks(self.router, self.settings.ticket_server_url)
 
     def token(self, user_id: str | None = None, nickname: str = "qa", ttl_s: int = 600) -> str:
         """A valid access token."""
@@ -127,7 +127,7 @@ class GatewayHarness:
         return {"X-Admission-Token": token}
 
 
-class _Scoped:
+class UpstreamMocks:
     """A respx router view whose paths are relative to one upstream's base URL."""
 
     def __init__(self, router: respx.Router, base_url: str) -> None:
@@ -139,18 +139,23 @@ class _Scoped:
         return self._router.route(method=method, url=self._base + path, **lookups)
 
     def get(self, path: str, **lookups: Any) -> respx.Route:
+        """Mock ``GET path``."""
         return self.route("GET", path, **lookups)
 
     def post(self, path: str, **lookups: Any) -> respx.Route:
+        """Mock ``POST path``."""
         return self.route("POST", path, **lookups)
 
     def put(self, path: str, **lookups: Any) -> respx.Route:
+        """Mock ``PUT path``."""
         return self.route("PUT", path, **lookups)
 
     def delete(self, path: str, **lookups: Any) -> respx.Route:
+        """Mock ``DELETE path``."""
         return self.route("DELETE", path, **lookups)
 
     def head(self, path: str, **lookups: Any) -> respx.Route:
+        """Mock ``HEAD path``."""
         return self.route("HEAD", path, **lookups)
 
 

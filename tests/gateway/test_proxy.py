@@ -152,6 +152,7 @@ class TestHeaderHygiene:
                 "TE": "trailers",
                 "Proxy-Authorization": "Basic eA==",
                 "Upgrade": "h2c",
+                "Expect": "100-continue",
                 "X-Forwarded-For": "203.0.113.9",
                 "X-End-To-End": "kept",
                 "Authorization": "Bearer not-checked-on-public-routes",
@@ -168,6 +169,7 @@ class TestHeaderHygiene:
             "te",
             "proxy-authorization",
             "upgrade",
+            "expect",
         ):
             assert name not in h, name
         assert h.get("connection") in (None, "keep-alive")  # only the client lib's own
