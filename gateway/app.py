@@ -141,6 +141,11 @@ def create_app(
         # ------------------------------------------------------------------------------------
         app.state.rate_limiter = rate_limiter
         app.state.client_address = client_address
+        # --- EXTENSION POINT: micro-cache (gateway/cache.py) ---------------------------------
+        # Assign a ``MicroCache`` to cache anonymous GETs of its route groups, e.g.
+        #   app.state.micro_cache = MicroCache(settings.micro_cache_ttl_s)
+        # None (default): every request goes upstream.
+        # ------------------------------------------------------------------------------------
 
         background: list[asyncio.Task[None]] = []
         # --- EXTENSION POINT: background tasks (queue admission loop) -----------------------
@@ -193,6 +198,7 @@ def create_app(
     app.state.metrics = metrics
     # Defaults for code paths that run without the lifespan (never on a served app).
     app.state.rate_limiter = None
+    app.state.micro_cache = None
     app.state.client_address = socket_peer
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))

@@ -23,6 +23,7 @@ import jwt
 import orjson
 from starlette.datastructures import State
 
+from gateway.cache import CachedResponse, MicroCache
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
@@ -96,6 +97,18 @@ def _too_large(limit: int) -> Problem:
         f"The request body exceeds {limit} bytes.",
         "payload-too-large",
         [(b"connection", b"close")],
+    )
+
+
+def _upstream_problem(f: UpstreamFailure, upstream: str) -> Problem:
+    hdrs = [(b"retry-after", str(f.retry_after).encode())] if f.retry_after else []
+    return Problem(
+        f.status,
+        {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[f.status],
+        f.detail,
+        f"upstream-{f.kind.replace('_', '-')}",
+        hdrs,
+        upstream=upstream,
     )
 
 
@@ -509,6 +522,16 @@ class GatewayFront:
 
         query: bytes = scope.get("query_string", b"")
         target = match.upstream_path + b"?" + query if query else match.upstream_path
+
+        cache: MicroCache | None = self.state.micro_cache
+        if cache is not None and body is None:
+            key = cache.key_for(match.route.group, method, target, in_headers)
+            if key is not None:
+                return await self._proxy_cached(
+                    send, rid, extra, upstream, cache, match.route.group, key, method, target,
+                    headers,
+                )  # fmt: skip
+
         try:
             response = await send_upstream(
                 upstream,
@@ -521,15 +544,7 @@ class GatewayFront:
                 metrics=self.metrics,
             )
         except UpstreamFailure as f:
-            hdrs = [(b"retry-after", str(f.retry_after).encode())] if f.retry_after else []
-            raise Problem(
-                f.status,
-                {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}[f.status],
-                f.detail,
-                f"upstream-{f.kind.replace('_', '-')}",
-                hdrs,
-                upstream=upstream.name,
-            ) from f
+            raise _upstream_problem(f, upstream.name) from f
         except BodyTooLarge as e:
             raise _too_large(self.limit) from e
         except ClientGone as e:
@@ -593,6 +608,64 @@ class GatewayFront:
         finally:
             await response.aclose()
         return status
+
+    async def _proxy_cached(
+        self,
+        send: Send,
+        rid: str,
+        extra: list[tuple[bytes, bytes]],
+        upstream: Upstream,
+        cache: MicroCache,
+        group: str,
+        key: bytes,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+    ) -> int:
+        """A cacheable GET: served from the micro-cache, by joining the one in-flight
+        upstream request for its key, or by making it (the body is buffered for the cache;
+        cacheable groups are small catalog pages)."""
+
+        async def fetch() -> CachedResponse:
+            response = await send_upstream(
+                upstream,
+                method,
+                target,
+                headers,
+                None,
+                retries=self.retries,
+                backoff_s=self.backoff_s,
+                metrics=self.metrics,
+            )
+            try:
+                data = b"".join([chunk async for chunk in response])
+            except httpx.TransportError as e:
+                upstream.breaker.failure()
+                self.metrics.upstream_errors.labels(upstream.name, "reset").inc()
+                raise UpstreamFailure(
+                    502, "reset", f"upstream '{upstream.name}' dropped the connection"
+                ) from e
+            finally:
+                await response.aclose()
+            return CachedResponse(response.status, response.headers, data)
+
+        try:
+            cached, how = await cache.fetch(group, key, fetch)
+        except UpstreamFailure as f:
+            raise _upstream_problem(f, upstream.name) from f
+        rnamed = connection_named(cached.headers)
+        out = [
+            (n, v)
+            for n, v in cached.headers
+            if n not in _RESPONSE_DROP and n not in rnamed and n != b"content-length"
+        ]
+        out.append((b"content-length", str(len(cached.body)).encode()))
+        out.append((b"x-cache", how.value.encode()))
+        out.append((b"x-request-id", rid.encode()))
+        out.extend(extra)
+        await send({"type": "http.response.start", "status": cached.status, "headers": out})
+        await send({"type": "http.response.body", "body": cached.body})
+        return cached.status
 
     async def _read(self, receive: Receive) -> bytes:
         try:

@@ -470,3 +470,29 @@ async def test_large_body_cut_off_ends_the_response(gateway: GatewayHarness) -> 
     assert messages[0]["status"] == 200
     # No final (more_body=False) message: the server closes the connection instead.
     assert all(m.get("more_body", False) for m in messages[1:])
+
+
+async def test_micro_cache_hook_coalesces_anonymous_gets(gateway: GatewayHarness) -> None:
+    from gateway.cache import MicroCache
+
+    gateway.app.state.micro_cache = MicroCache({"browse": 5.0})
+    calls = 0
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, json={"n": calls})
+
+    gateway.api.get("/api/sessions/1").mock(side_effect=slow)
+    rs = await asyncio.gather(*(gateway.client.get("/api/sessions/1") for _ in range(10)))
+    assert calls == 1
+    assert {r.json()["n"] for r in rs} == {1}
+    assert {r.headers["x-cache"] for r in rs} == {"MISS", "COALESCED"}
+    assert len({r.headers["x-request-id"] for r in rs}) == 10  # per request, not cached
+    r = await gateway.client.get("/api/sessions/1")
+    assert r.headers["x-cache"] == "HIT"
+    # Identity bypasses the cache.
+    r = await gateway.client.get("/api/sessions/1", headers=gateway.auth_headers())
+    assert "x-cache" not in r.headers  # straight through, never near the cache
+    assert calls == 2
