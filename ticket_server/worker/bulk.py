@@ -50,7 +50,7 @@ def _literal_renderer(escape: Callable[[str], str]) -> Literal:
             # Stored as naive UTC, like shared.db.base.UTCDateTime does.
             if value.tzinfo is None:
                 raise ValueError("naive datetime given to a UTC column")
-            return value.astimezone(UTC).strftime("'%Y-%m-%d %H:%M:%S.%f'")
+            return "'" + value.astimezone(UTC).replace(tzinfo=None).isoformat(" ") + "'"
         if isinstance(value, list):
             if all(type(v) is int for v in value):
                 # What json.dumps writes for a list of ints, without its generic machinery.
@@ -61,6 +61,17 @@ def _literal_renderer(escape: Callable[[str], str]) -> Literal:
         raise TypeError(f"no literal for {kind.__name__}")
 
     return literal
+
+
+def _render_column(values: list[Any], literal: Literal, escape: Callable[[str], str]) -> list[str]:
+    """SQL literals of one column's values. A column of only ints or only strings (the
+    common case) is rendered in one sweep, without a Python call per value for ints."""
+    kinds = set(map(type, values))
+    if kinds == {int}:
+        return list(map(str, values))
+    if kinds == {str}:
+        return ["'" + escape(v) + "'" for v in values]
+    return [literal(v) for v in values]
 
 
 def insert_rows(
@@ -86,7 +97,8 @@ def insert_rows(
     written = 0
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
         chunk = rows[start : start + ROWS_PER_STATEMENT]
-        values = ",".join("(" + ",".join([literal(row[c]) for c in columns]) + ")" for row in chunk)
+        rendered = [_render_column([row[c] for row in chunk], literal, escape) for c in columns]
+        values = ",".join("(" + ",".join(parts) + ")" for parts in zip(*rendered, strict=True))
         # no_parameters: the driver must not %-format a statement that carries its values.
         result = conn.exec_driver_sql(head + values, execution_options={"no_parameters": True})
         written += int(result.rowcount)
