@@ -127,6 +127,31 @@ def _tombstone_ranks(conn: Connection, session_ids: Iterable[int]) -> dict[int, 
     return {s: low - 1 for s, low in lowest.items()}
 
 
+def _insert_all_new(conn: Connection, completions: dict[str, ReservationCompleted]) -> bool:
+    """The common batch, only completions never seen before, without looking them up first
+    (the lookup costs as much as the insert): insert under a savepoint, and undo it if any
+    row was skipped (seen before, or refused) so the careful path can take over.
+
+    MySQL only: pysqlite's own transaction handling does not mix with savepoints, and
+    SQLite is the single-user development backend anyway."""
+    if conn.dialect.name != "mysql":
+        return False
+    rows = [_reservation_row(ev, None) for ev in completions.values()]
+    savepoint = conn.begin_nested()
+    try:
+        written = insert_rows(conn, _insert_ignoring_duplicate_ids(conn), RESERVATIONS, rows)
+    except DBAPIError as e:
+        if is_transient(e):
+            raise  # the whole transaction is lost anyway; the caller retries it
+        savepoint.rollback()
+        return False
+    if written != len(rows):
+        savepoint.rollback()
+        return False
+    savepoint.commit()
+    return True
+
+
 def apply_events(conn: Connection, events: Sequence[Event]) -> None:
     """Apply ``events`` (in stream order) inside the caller's transaction.
 
@@ -142,14 +167,18 @@ def apply_events(conn: Connection, events: Sequence[Event]) -> None:
             cancels.setdefault(ev.reservation_id, ev)
     if not completions and not cancels:
         return
-    existing = _existing(conn, list(completions.keys() | cancels.keys()))
+    if not cancels and _insert_all_new(conn, completions):
+        existing: dict[str, tuple[str, int]] = {}
+        new_rows = []  # written just now
+    else:
+        existing = _existing(conn, list(completions.keys() | cancels.keys()))
+        new_rows = [
+            _reservation_row(ev, cancels.get(rid))
+            for rid, ev in completions.items()
+            if rid not in existing
+        ]
 
     # 1. Reservations seen for the first time, already cancelled if the batch says so.
-    new_rows = [
-        _reservation_row(ev, cancels.get(rid))
-        for rid, ev in completions.items()
-        if rid not in existing
-    ]
     if new_rows:
         written = insert_rows(conn, _insert_ignoring_duplicate_ids(conn), RESERVATIONS, new_rows)
         if written != len(new_rows):
