@@ -19,6 +19,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from starlette.types import Receive, Scope, Send
 
+from gateway.cache import MicroCache  # micro-cache (gateway/cache.py)
 from gateway.config import Settings
 from gateway.front import GatewayFront
 from gateway.identity.router import router as identity_router
@@ -145,6 +146,12 @@ def create_app(
         # Assign a ``MicroCache`` to cache anonymous GETs of its route groups, e.g.
         #   app.state.micro_cache = MicroCache(settings.micro_cache_ttl_s)
         # None (default): every request goes upstream.
+        # micro-cache (issue 8): per process, from settings; off unless groups are configured.
+        app.state.micro_cache = (
+            MicroCache(settings.micro_cache_ttl_s, max_entries=settings.micro_cache_max_entries)
+            if settings.micro_cache_ttl_s
+            else None
+        )
         # ------------------------------------------------------------------------------------
 
         background: list[asyncio.Task[None]] = []

@@ -231,6 +231,8 @@ class MicroCache:
         if ttl <= 0:
             self.stats.not_stored += 1
             raise _NotShared(response)
+        # Everyone sharing this flight (and later hits) gets the answer without the leader's
+        # per-request headers (its X-Request-ID above all): each caller adds its own.
         stored = CachedResponse(
             status=response.status,
             headers=[(n, v) for n, v in response.headers if n not in _NOT_STORED],
@@ -242,7 +244,7 @@ class MicroCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
             self.stats.evicted += 1
-        return response
+        return stored
 
     def _land(self, key: bytes, flight: asyncio.Task[CachedResponse]) -> None:
         if self._flights.get(key) is flight:

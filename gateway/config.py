@@ -133,6 +133,12 @@ class Settings(CommonSettings):
     # '{"policies": {"browse": {"rate": 50, "burst": 100}}}' or '{"enabled": false}'.
     rate_limit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
+    # Micro-cache (gateway/cache.py, issue 8): route group → TTL in seconds for anonymous
+    # GETs, JSON in BOXOFFICE_MICRO_CACHE_TTL_S, e.g. '{"browse": 1}'. Empty (default): off.
+    # Requests with identity are never cached; rate limiting still counts every request.
+    micro_cache_ttl_s: dict[str, float] = Field(default_factory=dict)
+    micro_cache_max_entries: int = Field(default=2048, ge=1)
+
     # Networks whose X-Forwarded-For is believed (used by gateway/ratelimit/); empty = none.
     # Comma-separated in the environment, like cors_origins.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
