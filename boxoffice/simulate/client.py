@@ -44,6 +44,8 @@ class Recorder:
     transport_errors: Counter[str] = field(default_factory=Counter)
     # The first answer body seen per "step status" for statuses >= 400 (diagnosis).
     error_examples: dict[str, str] = field(default_factory=dict)
+    # "step X-Cache" counts: how the gateway's micro-cache answered (HIT, MISS, COALESCED).
+    cache_answers: Counter[str] = field(default_factory=Counter)
 
     def record(self, step: str, started: float, ms: float, status: int) -> None:
         """Keep one request's figures."""
@@ -174,6 +176,9 @@ class SimClient:
                 return None
             status = reply.status_code
             self.recorder.record(step, started, (time.perf_counter() - t) * 1000, status)
+            cache = reply.headers.get("x-cache")
+            if cache is not None:
+                self.recorder.cache_answers[f"{step} {cache}"] += 1
             if status >= 400 and f"{step} {status}" not in self.recorder.error_examples:
                 self.recorder.error_examples[f"{step} {status}"] = reply.text[:300]
             return reply

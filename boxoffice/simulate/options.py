@@ -36,6 +36,8 @@ class SimOptions:
     forwarded_for: bool = False  # give each user its own X-Forwarded-For address
     plots: bool = True
     progress: bool = True
+    browse: bool = False  # each person loads the session page (anonymous GET) before joining
+    micro_cache_s: float = 0.0  # our own gateways: micro-cache TTL of the browse group
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -72,6 +74,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--forwarded-for", action="store_true", help="send a per-user X-Forwarded-For")
     a("--no-plots", action="store_true", help="skip the PNG plots")
     a("--no-progress", action="store_true", help="no progress bar")
+    a(
+        "--browse",
+        action="store_true",
+        help="each person loads the session page (anonymous GET) just before joining",
+    )
+    a(
+        "--micro-cache",
+        type=float,
+        default=d.micro_cache_s,
+        help="TTL (s) of the gateways' micro-cache for catalog GETs (started system only)",
+    )
 
 
 def from_args(args: argparse.Namespace) -> SimOptions:
@@ -102,6 +115,8 @@ def from_args(args: argparse.Namespace) -> SimOptions:
         forwarded_for=args.forwarded_for,
         plots=not args.no_plots,
         progress=not args.no_progress,
+        browse=args.browse,
+        micro_cache_s=args.micro_cache,
     )
 
 
@@ -118,6 +133,8 @@ def validate(options: SimOptions) -> list[str]:
         errors.append("--cancel-rate and --replay-rate are shares between 0 and 1")
     if options.concurrency < 1 or options.max_active < 1 or options.admit_per_second <= 0:
         errors.append("--concurrency, --max-active and --admit-per-second must be positive")
+    if options.url and options.micro_cache_s:
+        errors.append("--micro-cache configures gateways we start; not with --url")
     if options.url and options.gateways != 1:
         errors.append("--gateways starts instances; with --url, repeat --url instead")
     return errors

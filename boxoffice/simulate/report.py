@@ -14,6 +14,7 @@ from boxoffice.simulate.stats import percentile, summarize
 # Request steps whose p99 the goal bounds (waiting in the queue is not a request).
 STEPS = [
     "login",
+    "page",
     "join",
     "status",
     "seatmap",
@@ -221,7 +222,9 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     paths.append(path)
 
     lt = report["latency_timeline"]
-    steps = [s for s in ("join", "status", "seatmap", "hold", "reserve", "login") if s in lt]
+    steps = [
+        s for s in ("page", "join", "status", "seatmap", "hold", "reserve", "login") if s in lt
+    ]
     if steps:
         fig, axes = plt.subplots(len(steps), 1, figsize=(10, 2.6 * len(steps)), sharex=True)
         if len(steps) == 1:

@@ -611,6 +611,7 @@ def build_report(
         "statuses": statuses,
         "transport_errors": dict(recorder.transport_errors),
         "error_examples": recorder.error_examples,
+        "micro_cache_answers": dict(recorder.cache_answers),
         "redis_commands_top": top_commands or {},
         "cpu_seconds_during_sale": cpu_s or {},
         # CPU of each process per request the crowd made during the sale (gateways answer
@@ -687,7 +688,10 @@ def run(options: SimOptions) -> int:
         # Our own gateways trust our X-Forwarded-For (see LocalSystem.start).
         options = replace(options, forwarded_for=True)
         system = LocalSystem(
-            gateways=options.gateways, log_dir=out_dir / "logs", admin_token=options.admin_token
+            gateways=options.gateways,
+            log_dir=out_dir / "logs",
+            admin_token=options.admin_token,
+            micro_cache_s=options.micro_cache_s,
         )
         print("starting the system (logs in " + str(out_dir / "logs") + ") ...", flush=True)
         try:

@@ -5,6 +5,7 @@ ports, each logging to a file in the report folder."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -74,8 +75,16 @@ def remote_target(
 class LocalSystem:
     """Starts the whole system on this machine; ``stop()`` ends everything it started."""
 
-    def __init__(self, *, gateways: int, log_dir: Path, admin_token: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        gateways: int,
+        log_dir: Path,
+        admin_token: str | None = None,
+        micro_cache_s: float = 0.0,
+    ) -> None:
         self.gateways = gateways
+        self.micro_cache_s = micro_cache_s
         self.log_dir = log_dir
         self.admin_token = admin_token
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
@@ -100,6 +109,8 @@ class LocalSystem:
         # each person gets an address of their own (per-address limits such as guest logins
         # would otherwise throttle the whole crowd as one client).
         env.setdefault("BOXOFFICE_TRUSTED_PROXIES", "127.0.0.1/32")
+        if self.micro_cache_s > 0:
+            env["BOXOFFICE_MICRO_CACHE_TTL_S"] = json.dumps({"browse": self.micro_cache_s})
         migrate(env["BOXOFFICE_DATABASE_URL"])
         api_port, ticket_port = free_port(), free_port()
         env["BOXOFFICE_API_SERVER_URL"] = f"http://127.0.0.1:{api_port}"

@@ -152,6 +152,8 @@ class Simulation:
             self._finish(person, "error", person.detail or "not logged in")
             return
         await asyncio.sleep(max(0.0, arrive_at - time.time()))
+        if self.options.browse:
+            await self.load_page(person)
         status = await self.join(person)
         if status is None:
             return
@@ -167,6 +169,16 @@ class Simulation:
             await self.book(person)
         finally:
             self.crowd.active -= 1
+
+    async def load_page(self, person: Person) -> None:
+        """The session page everyone opens at once: an anonymous catalog GET (the kind the
+        gateway's micro-cache exists for). Its answer does not change the journey."""
+        await self.client.call(
+            "page",
+            "GET",
+            f"{person.base_url}/api/sessions/{self.stage.session_id}",
+            headers=forwarded_for(person) if self.options.forwarded_for else None,
+        )
 
     async def join(self, person: Person) -> dict[str, Any] | None:
         """``POST /api/queue/{id}/join``, retried while booking is not open yet."""
