@@ -225,7 +225,7 @@ class Worker:
                 ):
                     # An hour without even a blocking read means the process is gone. Were it
                     # to read in this very instant, the entries it got would leave the PEL
-                    # with it: counted and logged, as that would need a manual replay.
+                    # with it: logged as an error, as that would need a manual replay.
                     dropped = self.redis.xgroup_delconsumer(stream, self.opts.group, c["name"])
                     if dropped:
                         log.error(
