@@ -62,6 +62,7 @@ class _Conn(asyncio.Protocol):
         self.error: Exception | None = None
         self.reading_paused = False
         self.head_only = False
+        self.framed = False  # Content-Length or Transfer-Encoding seen
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -77,6 +78,17 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if (
+            not self.done
+            and exc is None
+            and not self.framed
+            and self.head_waiter is not None
+            and self.head_waiter.done()
+        ):
+            # A body delimited by the end of the connection (no length, not chunked).
+            self.done = True
+            self.keep_alive = False
+            self._wake()
         if not self.done:
             if self.head_waiter is None or not self.head_waiter.done():
                 err: Exception = httpx.RemoteProtocolError(
@@ -107,7 +119,10 @@ class _Conn(asyncio.Protocol):
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        name = name.lower()
+        if name == b"content-length" or name == b"transfer-encoding":
+            self.framed = True
+        self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()

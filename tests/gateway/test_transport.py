@@ -87,6 +87,10 @@ class Upstream:
                 writer.write(b"%x\r\n%s\r\n" % (len(part), part))
             writer.write(b"0\r\n\r\n")
             return True
+        if target == b"/eof":
+            writer.write(b"HTTP/1.1 200 OK\r\nconnection: close\r\n\r\nuntil the end")
+            await writer.drain()
+            return False
         if target == b"/close-after":
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok")
             await writer.drain()
@@ -263,3 +267,11 @@ async def test_reused_connection_dying_is_retried_only_for_idempotent(
     upstream.drop_next = True
     with pytest.raises(httpx.RemoteProtocolError):
         await _get(transport, upstream.port, b"/echo", b"POST", b"x")
+
+
+async def test_body_delimited_by_connection_close(
+    upstream: Upstream, transport: FastTransport
+) -> None:
+    status, _, data = await _get(transport, upstream.port, b"/eof")
+    assert (status, data) == (200, b"until the end")
+    assert (await _get(transport, upstream.port, b"/ok"))[2] == b"ok"
