@@ -10,12 +10,12 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer
 T = TypeVar("T")
 
 
-def _price_json(value: Decimal) -> int | float:
-    # Prices are exact Decimals inside; JSON clients get a number, as in API.md's examples.
+def price_json(value: Decimal) -> int | float:
+    """A price as a JSON number (exact Decimal inside), as in API.md's examples."""
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-Price = Annotated[Decimal, PlainSerializer(_price_json, return_type=int | float, when_used="json")]
+Price = Annotated[Decimal, PlainSerializer(price_json, return_type=int | float, when_used="json")]
 
 
 class Problem(BaseModel):

@@ -12,6 +12,7 @@ import asyncio
 import secrets
 import time
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 import anyio
@@ -21,6 +22,7 @@ from redis.asyncio import Redis
 from sqlalchemy import Engine
 
 from shared import keys
+from shared.schemas.common import price_json
 from ticket_server.errors import NotFound, ServiceUnavailable
 from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
 from ticket_server.metrics import BookingMetrics
@@ -50,7 +52,12 @@ class SessionMeta:
         """Metadata with the pre-rendered fragments (the ``SeatStatus`` field order)."""
         fragments = [
             orjson.dumps(
-                {"seat_id": s.seat_id, "label": s.label, "grade": s.grade, "price": s.price}
+                {
+                    "seat_id": s.seat_id,
+                    "label": s.label,
+                    "grade": s.grade,
+                    "price": price_json(Decimal(s.price)),
+                }
             )[:-1]
             + b',"status":"'
             for s in seats
