@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("worker", help="drain reservation events into the database")
+    # The worker parses its own options (`boxoffice worker --help`); main() hands them over.
+    p = sub.add_parser("worker", help="drain reservation events into the database", add_help=False)
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_worker)
 
@@ -115,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``boxoffice`` console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["worker"]:
+        # argparse's REMAINDER drops a leading option (`worker --batch-size 5`), so the
+        # worker's arguments bypass the top-level parser entirely.
+        return _worker(argparse.Namespace(rest=argv[1:]))
     args = build_parser().parse_args(argv)
     return int(args.func(args))
 

@@ -118,3 +118,10 @@ def test_unknown_subcommands_are_refused(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         build_parser().parse_args(argv)
     assert exc.value.code == 2
+
+
+def test_worker_options_reach_the_worker(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["worker", "--batch-size", "5", "--help"])
+    assert exit_info.value.code == 0
+    assert "--batch-size" in capsys.readouterr().out
