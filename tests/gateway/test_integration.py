@@ -87,7 +87,7 @@ def system(
     settings_env.update(
         BOXOFFICE_DATABASE_URL=database_url,
         BOXOFFICE_REDIS_URL=redis_url,
-        BOXOFFICE_LOG_LEVEL="WARNING",
+        BOXOFFICE_LOG_LEVEL="INFO",  # access logs: the request id must show up in both
     )
     seed_demo(database_url, max_active=10, admit_per_second=5.0)
     api = Service("api_server.app:create_app", free_port(), settings_env, tmp_path / "api.log")
@@ -126,6 +126,10 @@ def test_demo_catalog_through_the_gateway(system: dict[str, Service]) -> None:
     venue = httpx.get(f"{gw}/api/venues/{detail.json()['venue']['id']}")
     assert venue.status_code == 200
     assert httpx.get(gw + "/api/venues/999999").status_code == 404  # api_server's own 404
+    # The request id is in both access logs (log lines are flushed per record).
+    for service in (system["gateway"], system["api"]):
+        lines = [ln for ln in service.log_path.read_text().splitlines() if '"it-1"' in ln]
+        assert lines, f"request id not in {service.factory}'s log"
     ready = httpx.get(gw + "/readyz")
     assert ready.json()["failing"].keys() == {"ticket"}  # no ticket_server in this test
 
