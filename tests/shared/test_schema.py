@@ -97,3 +97,13 @@ def test_times_come_back_aware_utc(clean_db: Engine) -> None:
         venue_id, _, _ = _catalog(conn)
         created = conn.execute(Venue.__table__.select().where(Venue.id == venue_id)).one()
     assert created.created_at.tzinfo is UTC
+
+
+def test_fractions_of_a_second_survive(clean_db: Engine) -> None:
+    moment = datetime(2026, 11, 25, 1, 2, 3, 456789, tzinfo=UTC)
+    with clean_db.begin() as conn:
+        venue_id = conn.execute(
+            insert(Venue).values(name="V", address="A", seat_count=0, created_at=moment)
+        ).inserted_primary_key[0]
+        stored = conn.execute(Venue.__table__.select().where(Venue.id == venue_id)).one()
+    assert stored.created_at == moment
