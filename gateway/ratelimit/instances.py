@@ -51,10 +51,10 @@ class InstanceTracker:
 
     async def beat(self) -> int:
         """One heartbeat; returns and remembers the live count. Raises on Redis trouble."""
-        async with asyncio.timeout(self._timeout_s):
-            count = await self._script(
-                keys=[keys.gateway_instances()], args=[self.instance_id, self._window_ms]
-            )
+        # Bounded by the client's timeouts (make_redis), not by cancelling a redis-py call.
+        count = await self._script(
+            keys=[keys.gateway_instances()], args=[self.instance_id, self._window_ms]
+        )
         self.live = max(1, int(count))
         if self._metrics is not None:
             self._metrics.live_gateways.set(self.live)
@@ -88,5 +88,4 @@ class InstanceTracker:
                 pass  # wait_for cancelled it
             self._task = None
         with suppress(Exception):
-            async with asyncio.timeout(self._timeout_s):
-                await self._redis.zrem(keys.gateway_instances(), self.instance_id)
+            await self._redis.zrem(keys.gateway_instances(), self.instance_id)

@@ -9,7 +9,6 @@ using the failure mode until it returns) and the first success restores normal o
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import math
@@ -117,13 +116,14 @@ class PipelinedGcra:
 class RedisPyGcra:
     """The same through redis-py (``AsyncScript``: one ``EVALSHA``, reload on NOSCRIPT)."""
 
-    def __init__(self, redis: Redis, timeout_s: float) -> None:
+    def __init__(self, redis: Redis) -> None:
         self._script = scripts.gcra(redis)
-        self._timeout_s = timeout_s
 
     async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]:
-        async with asyncio.timeout(self._timeout_s):
-            reply = await self._script(keys=[key], args=[interval_us, burst])
+        # Bounded by the client's own timeouts (make_redis: pool wait, connect and read
+        # each redis_timeout_s), not by cancelling: redis-py can leak the socket of a
+        # connect that is cancelled half-way.
+        reply = await self._script(keys=[key], args=[interval_us, burst])
         return [int(x) for x in reply]
 
     def reset(self) -> None:
@@ -153,15 +153,14 @@ class RedisRateLimiter:
         # The hot path: the auto-pipelined client when there is one, else redis-py.
         self._pipelined = pipelined
         self._gcra: GcraCall = (
-            PipelinedGcra(pipelined)
-            if pipelined is not None
-            else RedisPyGcra(redis, settings.redis_timeout_s)
+            PipelinedGcra(pipelined) if pipelined is not None else RedisPyGcra(redis)
         )
         self._clock = clock
         self._rules: dict[str, _Rule] = {}
         self._degraded = False
         self._retry_redis_at = 0.0
         self._probing = False
+        self._closed = False
         self._closed_retry_after = max(1, math.ceil(settings.redis_cooldown_s))
 
     @property
@@ -178,7 +177,11 @@ class RedisRateLimiter:
         return rule
 
     async def aclose(self) -> None:
-        """Stop the heartbeat, unregister the metrics, close the client if it is ours."""
+        """Stop the heartbeat, unregister the metrics, close the client if it is ours
+        (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
         if self.instances is not None:
             await self.instances.stop()
         self.metrics.unregister()
@@ -321,10 +324,9 @@ async def start_rate_limiter(
             else None
         ),
     )
-    with suppress(Exception):
-        async with asyncio.timeout(1.0):
-            await limiter.load()
-            await tracker.beat()
+    with suppress(Exception):  # bounded by the client's timeouts
+        await limiter.load()
+        await tracker.beat()
     tracker.start()
     return limiter
 

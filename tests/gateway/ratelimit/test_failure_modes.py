@@ -79,7 +79,9 @@ async def limiter(
     metrics = RateLimitMetrics(CollectorRegistry())
     beat_client = make_redis(private_redis.url, SETTINGS)
     tracker = InstanceTracker(redis=beat_client, interval_s=1, window_s=5, metrics=metrics)
-    yield make_limiter(SETTINGS, url=private_redis.url, metrics=metrics, instances=tracker)
+    lim = make_limiter(SETTINGS, url=private_redis.url, metrics=metrics, instances=tracker)
+    yield lim
+    await lim.aclose()  # before its heartbeat's client goes (it leaves the set on close)
     await beat_client.aclose()
 
 
