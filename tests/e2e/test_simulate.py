@@ -46,10 +46,10 @@ def test_small_onsale_sells_out_fairly_and_loses_nothing(
             "BOXOFFICE_ADMISSION_TTL_S": "30",
             "BOXOFFICE_QUEUE_HEARTBEAT_TIMEOUT_S": "6",
             "BOXOFFICE_LOG_LEVEL": "WARNING",
-            # The limiter's Redis bound (75 ms by default) is measured on the gateway's event
-            # loop; on a loaded 2-core CI box loop lag alone exceeds it and ticketing writes
-            # fail closed (503). This test is about correctness, so give it room; the
-            # full-size run in BENCHMARKS.md keeps the default.
+            # The limiter's Redis bound (0.1 s by default) can be exceeded on a loaded 2-core
+            # CI box by scheduling delay alone, and ticketing writes then fail closed (503).
+            # This test is about correctness, so give it room; the full-size run in
+            # BENCHMARKS.md keeps the default.
             "BOXOFFICE_RATE_LIMIT": '{"redis_timeout_s": 0.5}',
         }
     )
