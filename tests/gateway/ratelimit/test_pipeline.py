@@ -1,0 +1,87 @@
+"""The auto-pipelined client: encoding, replies matched in order even when a caller gave up,
+errors mapped to redis-py's exceptions, commands of one loop iteration in one write."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from gateway.ratelimit.pipeline import PipelinedRedis, encode, supports
+
+pytestmark = pytest.mark.integration
+
+
+def test_encode_is_resp() -> None:
+    assert encode("GET", b"k", 12) == b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$2\r\n12\r\n"
+
+
+def test_supports_plain_tcp_urls_only() -> None:
+    assert supports("redis://127.0.0.1:6379/4")
+    assert not supports("rediss://example:6380/0")
+    assert not supports("unix:///tmp/redis.sock")
+    with pytest.raises(ValueError, match="redis://"):
+        PipelinedRedis("rediss://example/0", timeout_s=0.1)
+
+
+async def test_replies_stay_matched_when_a_caller_leaves(
+    redis_url: str, redis_sync: object
+) -> None:
+    client = PipelinedRedis(redis_url, timeout_s=2.0)
+    try:
+        await client.execute(encode("SET", "a", "1"))
+        # A caller cancelled while its command is in flight: its reply must be dropped, not
+        # handed to the next caller.
+        slow = asyncio.ensure_future(client.execute(encode("GET", "a")))
+        await asyncio.sleep(0)
+        slow.cancel()
+        got = await asyncio.gather(*(client.execute(encode("ECHO", str(i))) for i in range(50)))
+        assert got == [str(i).encode() for i in range(50)]
+        with pytest.raises(ResponseError):
+            await client.execute(encode("NOSUCHCOMMAND"))
+        assert await client.execute(encode("GET", "a")) == b"1"
+    finally:
+        await client.aclose()
+
+
+async def test_commands_of_one_iteration_share_a_write(redis_url: str) -> None:
+    client = PipelinedRedis(redis_url, timeout_s=2.0)
+    try:
+        await client.execute(encode("PING"))
+        proto = client._proto
+        assert proto is not None
+        assert proto.transport is not None
+        real = proto.transport
+        writes: list[bytes] = []
+
+        class Recording:
+            def write(self, data: bytes) -> None:
+                writes.append(data)
+                real.write(data)
+
+            def abort(self) -> None:
+                real.abort()
+
+        proto.transport = Recording()  # type: ignore[assignment]
+        await asyncio.gather(*(client.execute(encode("PING")) for _ in range(20)))
+        assert len(writes) == 1
+        assert writes[0] == encode("PING") * 20
+        proto.transport = real
+    finally:
+        await client.aclose()
+
+
+async def test_reset_fails_in_flight_and_reconnects(redis_url: str) -> None:
+    client = PipelinedRedis(redis_url, timeout_s=2.0)
+    try:
+        await client.execute(encode("PING"))
+        pending = asyncio.ensure_future(client.execute(encode("PING")))
+        await asyncio.sleep(0)
+        client.reset()
+        with pytest.raises(RedisConnectionError):
+            await pending
+        assert await client.execute(encode("PING")) == b"PONG"
+    finally:
+        await client.aclose()
