@@ -67,6 +67,18 @@ async def send_problem(
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_too_large(send: Send, limit: int, request_id: str) -> None:
+    await send_problem(
+        send,
+        413,
+        "Content Too Large",
+        f"The request body exceeds {limit} bytes.",
+        "payload-too-large",
+        request_id,
+        [(b"connection", b"close")],
+    )
+
+
 class RequestContextMiddleware:
     """Request id in and out, 413 over the body limit, an access-log line and metrics."""
 
@@ -109,15 +121,7 @@ class RequestContextMiddleware:
             except ValueError:
                 too_big = False
             if too_big:
-                await send_problem(
-                    send,
-                    413,
-                    "Content Too Large",
-                    f"The request body exceeds {limit} bytes.",
-                    "payload-too-large",
-                    rid,
-                    [(b"connection", b"close")],
-                )
+                await _send_too_large(send, limit, rid)
                 self._observe(scope, 413, started, rid)
                 return
 
@@ -146,15 +150,7 @@ class RequestContextMiddleware:
                 if too_large:
                     replaced = True
                     status_box[0] = 413
-                    await send_problem(
-                        send,
-                        413,
-                        "Content Too Large",
-                        f"The request body exceeds {limit} bytes.",
-                        "payload-too-large",
-                        rid,
-                        [(b"connection", b"close")],
-                    )
+                    await _send_too_large(send, limit, rid)
                     return
                 status_box[0] = message["status"]
                 message["headers"] = [*message.get("headers", ()), rid_header]
