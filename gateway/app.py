@@ -3,7 +3,8 @@
 Layout of a request: ``GatewayFront`` (pure ASGI, ``gateway/front.py``) sees every request
 first and proxies ``/api/*`` routes of the route table straight to their upstream; what the
 gateway answers itself (``/api/auth``, ``/api/queue``, ops, OpenAPI) goes on to this FastAPI
-app. Extension points for the rate limiter and the queue are marked ``EXTENSION POINT``.
+app. The lifespan owns the Redis client, the upstream clients, the rate limiter, the
+micro-cache and the queue's admission loop.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from starlette.types import Receive, Scope, Send
 
-from gateway.cache import MicroCache  # micro-cache (gateway/cache.py)
+from gateway.cache import MicroCache
 from gateway.config import Settings
 from gateway.front import GatewayFront
 from gateway.identity.router import router as identity_router
@@ -31,10 +32,10 @@ from gateway.proxy import (
     make_upstream,
     stock_transport,
 )
-from gateway.queue.router import router as queue_router  # queue (gateway/queue/)
-from gateway.queue.runtime import build_queue, start_queue  # queue (gateway/queue/)
+from gateway.queue.router import router as queue_router
+from gateway.queue.runtime import build_queue, start_queue
 from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
-from gateway.ratelimit_api import ClientAddressResolver, RateLimiter, socket_peer
+from gateway.ratelimit_api import socket_peer
 from svckit.errors import add_exception_handlers
 from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck, ops_router
@@ -125,11 +126,8 @@ def create_app(
         app.state.redis = redis
         app.state.upstreams = upstreams
 
-        rate_limiter: RateLimiter | None = None
-        client_address: ClientAddressResolver = socket_peer
-        # --- EXTENSION POINT: rate limiting (gateway/ratelimit/) ---------------------------
-        # Its own Redis client (short timeout, no retries, blocking pool: see make_redis)
-        # and the instance heartbeat; closed below.
+        # Rate limiting (gateway/ratelimit/): its own Redis client (short timeout, no
+        # retries, blocking pool) and the instance heartbeat; closed below.
         limiter: RedisRateLimiter | None = None
         if settings.rate_limit.enabled:
             limiter = await start_rate_limiter(
@@ -137,37 +135,25 @@ def create_app(
                 redis_url=settings.require_redis_url(),
                 registry=metrics.registry,
             )
-            rate_limiter = limiter
-        client_address = make_resolver(settings.trusted_proxies)
-        # ------------------------------------------------------------------------------------
-        app.state.rate_limiter = rate_limiter
-        app.state.client_address = client_address
-        # --- EXTENSION POINT: micro-cache (gateway/cache.py) ---------------------------------
-        # Assign a ``MicroCache`` to cache anonymous GETs of its route groups, e.g.
-        #   app.state.micro_cache = MicroCache(settings.micro_cache_ttl_s)
-        # None (default): every request goes upstream.
-        # micro-cache (issue 8): per process, from settings; off unless groups are configured.
+        app.state.rate_limiter = limiter
+        app.state.client_address = make_resolver(settings.trusted_proxies)
+        # Micro-cache (gateway/cache.py): per process; off unless route groups are configured.
         app.state.micro_cache = (
             MicroCache(settings.micro_cache_ttl_s, max_entries=settings.micro_cache_max_entries)
             if settings.micro_cache_ttl_s
             else None
         )
-        # ------------------------------------------------------------------------------------
 
+        # Background tasks are cancelled (and awaited) at shutdown, before the clients close.
+        # The queue's admission loop of this instance has its own Redis client, closed when
+        # the task ends.
         background: list[asyncio.Task[None]] = []
-        # --- EXTENSION POINT: background tasks (queue admission loop) -----------------------
-        # Start them here and append the task, e.g.
-        #   background.append(asyncio.create_task(admission_loop(redis=redis, ...)))
-        # They are cancelled (and awaited) at shutdown, before the clients close.
-        # queue (gateway/queue/): the admission loop of this instance (own Redis client,
-        # closed when the task ends).
         app.state.queue = build_queue(
             settings=settings,
             api_client=upstreams["api"].client,
             registry=metrics.registry,
         )
         background.append(start_queue(app.state.queue))
-        # ------------------------------------------------------------------------------------
         app.state.background = background
         try:
             yield {
@@ -191,7 +177,7 @@ def create_app(
                 # An injected transport belongs to the caller (a test may reuse it).
                 for upstream in upstreams.values():
                     await upstream.client.aclose()
-            if limiter is not None:  # rate limiting (gateway/ratelimit/)
+            if limiter is not None:
                 await limiter.aclose()
             await redis.aclose()
 
@@ -210,8 +196,6 @@ def create_app(
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
     app.include_router(identity_router, prefix="/api/auth", tags=["identity"])
-    # --- EXTENSION POINT: queue routes (gateway/queue/router.py) ----------------------------
     app.include_router(queue_router, prefix="/api/queue", tags=["queue"])
-    # ----------------------------------------------------------------------------------------
     app.front = GatewayFront(app.fastapi_asgi, settings=settings, state=app.state, metrics=metrics)
     return app
