@@ -89,8 +89,10 @@ class RateLimitSettings(BaseModel):
     policies: dict[str, Policy] = Field(default_factory=default_policies)
     # Bound on the one Redis call per request; past it the policy's failure mode decides.
     # It includes the gateway's own event-loop lag: on an overloaded host a tighter bound
-    # trips the fallback although Redis is fine (measured: load 8 on 2 cores, 75 ms).
-    redis_timeout_s: float = Field(default=0.1, gt=0, le=5)
+    # trips the fallback although Redis is fine. Measured in the full on-sale simulation
+    # (BENCHMARKS.md): 0.1 s made the fail-closed ticketing writes answer 114 503s during
+    # the join burst while Redis was healthy; 0.5 s gave none.
+    redis_timeout_s: float = Field(default=0.5, gt=0, le=5)
     # The limiter's own connection pool (blocking: a request waits for a free connection
     # within the timeout instead of failing, as redis-py's default pool does past 100).
     redis_max_connections: int = Field(default=64, ge=1)
