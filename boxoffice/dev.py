@@ -82,7 +82,7 @@ def run_dev(host: str = "127.0.0.1") -> int:
             procs.append(("worker", _spawn([sys.executable, "-m", "boxoffice.cli", "worker"], env)))
         return _wait(procs)
     finally:
-        _stop(procs)
+        stop_processes(procs)
         for server in embedded:
             server.stop()
 
@@ -114,7 +114,8 @@ def _wait(procs: list[tuple[str, subprocess.Popen[bytes]]]) -> int:
     return 0
 
 
-def _stop(procs: list[tuple[str, subprocess.Popen[bytes]]], grace_s: float = 10.0) -> None:
+def stop_processes(procs: list[tuple[str, subprocess.Popen[bytes]]], grace_s: float = 10.0) -> None:
+    """SIGTERM every child, wait up to ``grace_s`` in all, then SIGKILL the stragglers."""
     for _, proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)

@@ -19,7 +19,7 @@ from typing import IO, Any
 import httpx
 
 from boxoffice.db import migrate
-from boxoffice.dev import _stop, start_embedded_redis
+from boxoffice.dev import start_embedded_redis, stop_processes
 from boxoffice.services import SERVICES, WORKER_MODULE
 from shared.config import CommonSettings
 
@@ -176,7 +176,7 @@ class LocalSystem:
 
     def stop(self) -> None:
         """Stop every process (SIGTERM, then SIGKILL after a grace period) and embedded server."""
-        _stop(self.procs)
+        stop_processes(self.procs)
         self.procs.clear()
         for server in self._embedded:
             server.stop()
