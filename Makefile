@@ -26,7 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy boxoffice shared svckit gateway api_server ticket_server migrations
+	$(BIN)/mypy boxoffice shared svckit gateway api_server ticket_server migrations tests bench
 
 check: lint typecheck test
 

@@ -103,7 +103,7 @@ class TestTokenErrors:
     ) -> None:
         route = gateway.ticket.get(MINE).respond(200, json={"items": []})
         value = self._forms(gateway)[form]
-        headers = {"Authorization": value.encode("latin-1")} if value is not None else {}
+        headers = {b"Authorization": value.encode("latin-1")} if value is not None else {}
         r = await gateway.client.get(MINE, headers=headers)
         assert r.status_code == 401
         assert r.headers["www-authenticate"].startswith("Bearer")
@@ -193,7 +193,7 @@ class TestAdmission:
 
 
 class TestCors:
-    async def test_preflight_answered_by_gateway(self, gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_preflight_answered_by_gateway(self, gateway_factory) -> None:
         async with gateway_factory(cors_origins=["http://localhost:5173"]) as gw:
             r = await gw.client.options(
                 "/api/ticketing/sessions/7/holds",
@@ -209,7 +209,7 @@ class TestCors:
             assert "x-admission-token" in r.headers["access-control-allow-headers"]
             assert not gw.router.calls  # never proxied, no auth needed
 
-    async def test_preflight_from_unknown_origin(self, gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_preflight_from_unknown_origin(self, gateway_factory) -> None:
         async with gateway_factory(cors_origins=["http://localhost:5173"]) as gw:
             r = await gw.client.options(
                 "/api/venues",
@@ -219,7 +219,7 @@ class TestCors:
             assert "access-control-allow-origin" not in r.headers
             assert not gw.router.calls
 
-    async def test_simple_request_gets_cors_headers(self, gateway_factory) -> None:  # type: ignore[no-untyped-def]
+    async def test_simple_request_gets_cors_headers(self, gateway_factory) -> None:
         async with gateway_factory(cors_origins=["http://localhost:5173"]) as gw:
             gw.api.get("/api/venues").respond(200, json={})
             r = await gw.client.get("/api/venues", headers={"Origin": "http://localhost:5173"})

@@ -102,8 +102,10 @@ def test_times_come_back_aware_utc(clean_db: Engine) -> None:
 def test_fractions_of_a_second_survive(clean_db: Engine) -> None:
     moment = datetime(2026, 11, 25, 1, 2, 3, 456789, tzinfo=UTC)
     with clean_db.begin() as conn:
-        venue_id = conn.execute(
+        pk = conn.execute(
             insert(Venue).values(name="V", address="A", seat_count=0, created_at=moment)
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert pk is not None
+        venue_id = pk[0]
         stored = conn.execute(Venue.__table__.select().where(Venue.id == venue_id)).one()
     assert stored.created_at == moment

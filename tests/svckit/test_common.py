@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import httpx
 import pytest
 from fastapi import FastAPI, Request
@@ -40,7 +42,7 @@ def _app(ready: bool = True) -> FastAPI:
 
 
 @pytest.fixture
-async def client() -> httpx.AsyncClient:
+async def client() -> AsyncIterator[httpx.AsyncClient]:
     transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         yield c
@@ -53,7 +55,7 @@ class TestRequestId:
 
     @pytest.mark.parametrize("bad", ["", "a b", "x" * 129, "<script>", "é"])
     async def test_insane_id_is_replaced(self, client: httpx.AsyncClient, bad: str) -> None:
-        r = await client.get("/healthz", headers={"X-Request-ID": bad.encode("utf-8")})
+        r = await client.get("/healthz", headers={b"X-Request-ID": bad.encode("utf-8")})
         rid = r.headers["x-request-id"]
         assert rid != bad
         assert 1 <= len(rid) <= 128
@@ -92,7 +94,7 @@ class TestProblems:
         assert r.json()["status"] == 413
 
     async def test_oversized_chunked_body_is_413(self, client: httpx.AsyncClient) -> None:
-        async def chunks():
+        async def chunks() -> AsyncIterator[bytes]:
             for _ in range(5):
                 yield b"1" * 400
 
