@@ -36,6 +36,11 @@ from shared.events import parse_event
 from ticket_server.worker.apply import BatchConflict, Event, apply_batch, is_transient
 from ticket_server.worker.metrics import WorkerMetrics
 
+# A refused event is tried again this many times, this far apart (x attempt), before it is
+# left pending: enough for a concurrent worker's transaction on the same reservation to end.
+_CONFLICT_RETRIES = 2
+_CONFLICT_RETRY_S = 0.05
+
 log = logging.getLogger(__name__)
 
 
@@ -315,21 +320,31 @@ class Worker:
         except StopRequested:
             return []
         except (SQLAlchemyError, BatchConflict) as e:
-            if len(good) == 1:
-                self._refused(good[0][0], e)
-                return []
             log.info("batch refused; applying one by one", extra={"error": _short(e)})
         done: list[tuple[Entry, Event]] = []
         for entry, ev in good:
             try:
-                self._apply_retrying([ev])
+                if self._apply_one(entry, ev):
+                    done.append((entry, ev))
             except StopRequested:
                 break
-            except (SQLAlchemyError, BatchConflict) as e:
-                self._refused(entry, e)
-            else:
-                done.append((entry, ev))
         return done
+
+    def _apply_one(self, entry: Entry, ev: Event) -> bool:
+        """One event in its own transaction. A refusal is tried again after a moment: it is
+        usually another worker committing the same reservation's other event (a cancel's
+        tombstone, its completion) at that very time, and a fresh transaction sees that row.
+        Only a refusal that persists leaves the entry pending for a later re-claim."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                self._apply_retrying([ev])
+                return True
+            except (SQLAlchemyError, BatchConflict) as e:
+                if attempt == _CONFLICT_RETRIES:
+                    self._refused(entry, e)
+                    return False
+                time.sleep(_CONFLICT_RETRY_S * (attempt + 1))
+        return False
 
     def _refused(self, entry: Entry, exc: BaseException) -> None:
         self.metrics.apply_failures.inc()
