@@ -6,13 +6,12 @@ JSON, e.g. ``BOXOFFICE_ROUTES='[{"path": "/api/", "upstream": "api", "group": "b
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import NoDecode
 
 from gateway.ratelimit.policies import RateLimitSettings
-from shared.config import CommonSettings
+from shared.config import CommaList, CommonSettings
 
 # The pseudo-upstream of routes the gateway answers itself (auth, queue).
 GATEWAY = "gateway"
@@ -141,14 +140,7 @@ class Settings(CommonSettings):
 
     # Networks whose X-Forwarded-For is believed (used by gateway/ratelimit/); empty = none.
     # Comma-separated in the environment, like cors_origins.
-    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
-
-    @field_validator("trusted_proxies", mode="before")
-    @classmethod
-    def _split_proxies(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [p.strip() for p in value.split(",") if p.strip()]
-        return value
+    trusted_proxies: CommaList = Field(default_factory=list)
 
     def upstream_urls(self) -> dict[str, str]:
         """Upstream name → base URL."""

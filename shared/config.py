@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import BeforeValidator, Field
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789"
 DEV_ADMIN_TOKEN = "dev-admin-token"
+
+
+def split_commas(value: object) -> object:
+    """``"a, b,,c"`` → ``["a", "b", "c"]`` for list settings given as one env variable."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+# A list setting written comma-separated in the environment (not JSON).
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(split_commas)]
 
 
 class CommonSettings(BaseSettings):
@@ -28,7 +39,7 @@ class CommonSettings(BaseSettings):
 
     api_server_url: str = "http://127.0.0.1:8001"
     ticket_server_url: str = "http://127.0.0.1:8002"
-    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    cors_origins: CommaList = Field(default_factory=list)
 
     access_token_ttl_s: int = Field(default=3600, ge=1)
     hold_ttl_s: int = Field(default=120, ge=1)
@@ -40,13 +51,6 @@ class CommonSettings(BaseSettings):
 
     redis_socket_timeout_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
-
-    @field_validator("cors_origins", mode="before")
-    @classmethod
-    def _split_origins(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [o.strip() for o in value.split(",") if o.strip()]
-        return value
 
     def resolved_database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under ``data_dir``."""
