@@ -11,11 +11,9 @@
 --   retry_after_us  when refused: wait this long before the next request can be admitted
 --   reset_us        time until the subject is at rest again (full burst available)
 
--- Server time, so gateways with skewed clocks agree. Redis >= 5 replicates scripts by
--- effects, so a non-deterministic command before a write is fine; older servers need this.
-if redis.replicate_commands then
-  pcall(redis.replicate_commands)
-end
+-- Server time, so gateways with skewed clocks agree. A non-deterministic command before a
+-- write needs scripts replicated by effects: the default since Redis 5 (the only mode since
+-- 7), so the per-call redis.replicate_commands() of older recipes is left out.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 

@@ -7,6 +7,9 @@ of it. This client keeps one connection per process and writes every command iss
 event-loop iteration with a single ``send`` (what node-redis/ioredis call auto-pipelining);
 replies are parsed by hiredis and matched to their futures in order.
 
+While busy (a write carried more than one command), commands are collected for
+``window_s`` before they are written; see :meth:`_Protocol.send`.
+
 Failure semantics fit the limiter: one timer per connection bounds every command (no
 per-call timer); past the bound everything in flight fails with ``TimeoutError`` and the
 connection is dropped; a cancelled caller just abandons its future (the reply is dropped, so
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Awaitable
 from typing import Any, cast
 
 import hiredis
@@ -47,15 +51,21 @@ def encode(*args: bytes | str | int) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, timeout_s: float, window_s: float = 0.0
+    ) -> None:
         self.loop = loop
         self.timeout_s = timeout_s
+        self.window_s = window_s
         self.transport: asyncio.Transport | None = None
         self.pending: deque[asyncio.Future[Any]] = deque()
         self.sent_at: deque[float] = deque()  # loop time each pending command was sent
         self.reader = hiredis.Reader()
         self.closed = False
         self._out: list[bytes] = []
+        self._flush_pending = False
+        self._busy = False
+        self._singles = 0  # consecutive one-command writes
         self._watchdog: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -117,9 +127,19 @@ class _Protocol(asyncio.Protocol):
         if self.closed or self.transport is None:
             fut.set_exception(RedisConnectionError("not connected to Redis"))
             return fut
-        if not self._out:
-            # Everything sent in this loop iteration goes out in one write.
-            self.loop.call_soon(self._flush)
+        if not self._flush_pending:
+            self._flush_pending = True
+            if self.window_s and self._busy:
+                # Busy (a recent write carried several commands): collect for a moment.
+                # Each write wakes the server, ~65 µs of loop time measured with Redis on
+                # the same two cores; fewer, larger writes roughly halved the limiter's
+                # cost under load (lyft/ratelimit's REDIS_PIPELINE_WINDOW does the same).
+                # One request at a time never waits: three one-command writes in a row
+                # end the busy state.
+                self.loop.call_later(self.window_s, self._flush)
+            else:
+                # Everything sent in this loop iteration goes out in one write.
+                self.loop.call_soon(self._flush)
         self._out.append(command)
         self.pending.append(fut)
         self.sent_at.append(self.loop.time())
@@ -128,7 +148,13 @@ class _Protocol(asyncio.Protocol):
         return fut
 
     def _flush(self) -> None:
+        self._flush_pending = False
         out, self._out = self._out, []
+        if len(out) > 1:
+            self._busy, self._singles = True, 0
+        elif self._busy:
+            self._singles += 1
+            self._busy = self._singles < 3
         if out and not self.closed and self.transport is not None:
             self.transport.write(b"".join(out))
 
@@ -147,7 +173,7 @@ def _abort_result(task: asyncio.Task[_Protocol]) -> None:
 class PipelinedRedis:
     """One lazily (re)connected, auto-pipelined connection to a Redis server."""
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
+    def __init__(self, url: str, *, timeout_s: float, window_s: float = 0.0) -> None:
         if not supports(url):
             raise ValueError(f"PipelinedRedis supports redis:// URLs only, not {url!r}")
         kw = parse_url(url)
@@ -162,6 +188,7 @@ class PipelinedRedis:
             setup.append(encode("SELECT", int(kw["db"])))
         self._setup = setup
         self._timeout_s = timeout_s
+        self._window_s = window_s
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
@@ -169,7 +196,7 @@ class PipelinedRedis:
         loop = asyncio.get_running_loop()
         _, proto = await asyncio.wait_for(
             loop.create_connection(
-                lambda: _Protocol(loop, self._timeout_s), self._host, self._port
+                lambda: _Protocol(loop, self._timeout_s, self._window_s), self._host, self._port
             ),
             self._timeout_s,
         )
@@ -195,6 +222,14 @@ class PipelinedRedis:
             raise RedisConnectionError(f"cannot connect to Redis: {e}") from e
         self._proto = proto
         return proto
+
+    def send(self, command: bytes) -> Awaitable[Any]:
+        """:meth:`execute` without a coroutine when connected: the reply's future itself
+        (the limiter's hot path awaits it directly)."""
+        proto = self._proto
+        if proto is not None and not proto.closed:
+            return proto.send(command)
+        return self.execute(command)
 
     async def execute(self, command: bytes) -> Any:
         """Send one encoded command (:func:`encode`) and return its reply; raises

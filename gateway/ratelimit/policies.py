@@ -96,6 +96,11 @@ class RateLimitSettings(BaseModel):
     # The limiter's own connection pool (blocking: a request waits for a free connection
     # within the timeout instead of failing, as redis-py's default pool does past 100).
     redis_max_connections: int = Field(default=64, ge=1)
+    # While busy (a recent write to Redis carried more than one command), limiter commands
+    # are collected for this long and written together; one at a time never waits. Fewer,
+    # larger writes halve the limiter's cost under load (bench/ratelimit.py, BENCHMARKS.md)
+    # for at most this much latency. 0 writes every loop iteration's commands at once.
+    redis_batch_window_ms: float = Field(default=1.0, ge=0, le=10)
     # After a Redis failure, requests go straight to the fallback for this long; then one
     # request probes Redis again (so a dead Redis costs one timeout per cool-down, not one
     # per request).

@@ -13,7 +13,7 @@ import hashlib
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gateway.ratelimit import metrics as m
 from gateway.ratelimit import scripts
 from gateway.ratelimit.instances import InstanceTracker
-from gateway.ratelimit.local import LocalLimiter, Verdict
+from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.pipeline import PipelinedRedis, bulk, supports
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
 from shared import keys
@@ -71,6 +71,7 @@ class _Rule:
     name: str
     policy: Policy
     limit_header: tuple[bytes, bytes]
+    interval_us: int  # policy.interval_us (a computed property), once
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -82,16 +83,30 @@ def _error_kind(exc: BaseException) -> str:
 
 
 class GcraCall(Protocol):
-    """One run of ``gcra.lua``: ``[allowed, remaining, retry_after_us, reset_us]``."""
+    """One run of ``gcra.lua``: ``[allowed, remaining, retry_after_us, reset_us]``.
 
-    async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]: ...
+    ``__call__`` may answer ``NOSCRIPT`` (the server lost its scripts: a ``SCRIPT FLUSH``,
+    a restart, a failover); ``reload`` then runs the script by its text, which caches it
+    on the server again."""
+
+    def __call__(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]: ...
+
+    def reload(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]: ...
 
     def reset(self) -> None: ...
 
 
+@lru_cache(maxsize=16384)
+def _gcra_args(key: str, interval_us: int, burst: int) -> bytes:
+    # KEYS[1], ARGV[1..2] in RESP: the same few subjects repeat, so encode each once.
+    return bulk(key, interval_us, burst)
+
+
 class PipelinedGcra:
-    """``EVALSHA`` on the auto-pipelined client; ``EVAL`` (which caches the script again)
-    after ``NOSCRIPT``, e.g. following a ``SCRIPT FLUSH`` or a failover."""
+    """``EVALSHA`` on the auto-pipelined client; ``EVAL`` for :meth:`reload`.
+
+    A plain function returning the reply's future, not a coroutine: on the hot path the
+    request awaits the future itself (hiredis already gives the integers)."""
 
     def __init__(self, client: PipelinedRedis) -> None:
         self._client = client
@@ -101,20 +116,19 @@ class PipelinedGcra:
         self._evalsha = b"*6\r\n" + bulk(b"EVALSHA", sha, 1)
         self._eval = b"*6\r\n" + bulk(b"EVAL", text, 1)
 
-    async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]:
-        tail = bulk(key, interval_us, burst)
-        try:
-            reply = await self._client.execute(self._evalsha + tail)
-        except NoScriptError:
-            reply = await self._client.execute(self._eval + tail)
-        return [int(x) for x in reply]
+    def __call__(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]:
+        return self._client.send(self._evalsha + _gcra_args(key, interval_us, burst))
+
+    def reload(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]:
+        return self._client.send(self._eval + _gcra_args(key, interval_us, burst))
 
     def reset(self) -> None:
         self._client.reset()
 
 
 class RedisPyGcra:
-    """The same through redis-py (``AsyncScript``: one ``EVALSHA``, reload on NOSCRIPT)."""
+    """The same through redis-py (``AsyncScript``: one ``EVALSHA``, reload on NOSCRIPT by
+    itself)."""
 
     def __init__(self, redis: Redis) -> None:
         self._script = scripts.gcra(redis)
@@ -125,6 +139,8 @@ class RedisPyGcra:
         # connect that is cancelled half-way.
         reply = await self._script(keys=[key], args=[interval_us, burst])
         return [int(x) for x in reply]
+
+    reload = __call__  # AsyncScript reloads by itself
 
     def reset(self) -> None:
         """Nothing to do: redis-py drops a connection whose command was cancelled."""
@@ -172,7 +188,7 @@ class RedisRateLimiter:
         rule = self._rules.get(group)
         if rule is None:
             name, policy = self.settings.policy_for(group)
-            rule = _Rule(name, policy, (H_LIMIT, str(policy.burst).encode()))
+            rule = _Rule(name, policy, (H_LIMIT, str(policy.burst).encode()), policy.interval_us)
             self._rules[group] = rule
         return rule
 
@@ -202,11 +218,13 @@ class RedisRateLimiter:
             if self._probing or self._clock() < self._retry_redis_at:
                 return self._fallback(rule, subject)
             probe = self._probing = True
+        key = _key(rule.name, subject)
         try:
             # Bounded by the backend (redis_timeout_s): never a hang.
-            allowed, remaining, retry_us, reset_us = await self._gcra(
-                _key(rule.name, subject), rule.policy.interval_us, rule.policy.burst
-            )
+            try:
+                reply = await self._gcra(key, rule.interval_us, rule.policy.burst)
+            except NoScriptError:
+                reply = await self._gcra.reload(key, rule.interval_us, rule.policy.burst)
         except Exception as e:  # any failure of the Redis call is a failure-mode decision
             if isinstance(e, TimeoutError):
                 self._gcra.reset()  # Redis may be hung: start over on a new connection
@@ -217,19 +235,32 @@ class RedisRateLimiter:
                 self._probing = False
         if self._degraded:
             self._redis_recovered()
-        return self._decide(rule, Verdict(bool(allowed), remaining, retry_us, reset_us), False)
+        allowed, remaining, retry_us, reset_us = reply
+        return self._decide(
+            rule.name, rule.limit_header, allowed, remaining, retry_us, reset_us, False
+        )
 
-    def _decide(self, rule: _Rule, v: Verdict, local: bool) -> LimitDecision:
+    def _decide(
+        self,
+        policy: str,
+        limit_header: tuple[bytes, bytes],
+        allowed: int,
+        remaining: int,
+        retry_after_us: int,
+        reset_us: int,
+        local: bool,
+    ) -> LimitDecision:
+        # Plain values rather than a Verdict: this runs once per request.
         headers = [
-            rule.limit_header,
-            (H_REMAINING, str(v.remaining).encode()),
-            (H_RESET, str(_seconds_up(v.reset_us)).encode()),
+            limit_header,
+            (H_REMAINING, str(remaining).encode()),
+            (H_RESET, str(_seconds_up(reset_us)).encode()),
         ]
-        if v.allowed:
-            self.metrics.decision(rule.name, m.LOCAL_ALLOWED if local else m.ALLOWED)
+        if allowed:
+            self.metrics.decision(policy, m.LOCAL_ALLOWED if local else m.ALLOWED)
             return LimitDecision(True, headers)
-        self.metrics.decision(rule.name, m.LOCAL_LIMITED if local else m.LIMITED)
-        return LimitDecision(False, headers, max(1, _seconds_up(v.retry_after_us)))
+        self.metrics.decision(policy, m.LOCAL_LIMITED if local else m.LIMITED)
+        return LimitDecision(False, headers, max(1, _seconds_up(retry_after_us)))
 
     def _fallback(self, rule: _Rule, subject: str) -> LimitDecision:
         mode = rule.policy.failure_mode
@@ -241,10 +272,16 @@ class RedisRateLimiter:
             return LimitDecision(False, retry_after=self._closed_retry_after, status=503)
         live = self.instances.live if self.instances is not None else 1
         share = rule.policy.scaled(live)
-        verdict = self.local.hit(rule.name, subject, share)
+        v = self.local.hit(rule.name, subject, share)
         # The headers describe the share this instance enforces while degraded.
         return self._decide(
-            _Rule(rule.name, share, (H_LIMIT, str(share.burst).encode())), verdict, True
+            rule.name,
+            (H_LIMIT, str(share.burst).encode()),
+            v.allowed,
+            v.remaining,
+            v.retry_after_us,
+            v.reset_us,
+            True,
         )
 
     def _redis_failed(self, exc: BaseException) -> None:
@@ -319,7 +356,11 @@ async def start_rate_limiter(
         instances=tracker,
         owns_redis=owned,
         pipelined=(
-            PipelinedRedis(redis_url, timeout_s=settings.redis_timeout_s)
+            PipelinedRedis(
+                redis_url,
+                timeout_s=settings.redis_timeout_s,
+                window_s=settings.redis_batch_window_ms / 1000,
+            )
             if redis_url and supports(redis_url)
             else None
         ),

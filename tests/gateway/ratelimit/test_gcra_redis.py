@@ -138,6 +138,11 @@ class TestClusterSafety:
                 result: list[int] = await real(key, interval_us, burst)
                 return result
 
+            async def reload(self, key: str, interval_us: int, burst: int) -> list[int]:
+                calls.append([key])
+                result: list[int] = await real.reload(key, interval_us, burst)
+                return result
+
             def reset(self) -> None:
                 real.reset()
 

@@ -14,6 +14,28 @@ from gateway.ratelimit.pipeline import PipelinedRedis, encode, supports
 pytestmark = pytest.mark.integration
 
 
+async def recorded_writes(client: PipelinedRedis) -> list[tuple[float, bytes]]:
+    """Connect ``client`` and record each write it makes from now on: (loop time, bytes)."""
+    await client.execute(encode("PING"))
+    proto = client._proto
+    assert proto is not None
+    assert proto.transport is not None
+    real = proto.transport
+    loop = asyncio.get_running_loop()
+    writes: list[tuple[float, bytes]] = []
+
+    class Recording:
+        def write(self, data: bytes) -> None:
+            writes.append((loop.time(), data))
+            real.write(data)
+
+        def abort(self) -> None:
+            real.abort()
+
+    proto.transport = Recording()  # type: ignore[assignment]
+    return writes
+
+
 def test_encode_is_resp() -> None:
     assert encode("GET", b"k", 12) == b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$2\r\n12\r\n"
 
@@ -49,26 +71,9 @@ async def test_replies_stay_matched_when_a_caller_leaves(
 async def test_commands_of_one_iteration_share_a_write(redis_url: str) -> None:
     client = PipelinedRedis(redis_url, timeout_s=2.0)
     try:
-        await client.execute(encode("PING"))
-        proto = client._proto
-        assert proto is not None
-        assert proto.transport is not None
-        real = proto.transport
-        writes: list[bytes] = []
-
-        class Recording:
-            def write(self, data: bytes) -> None:
-                writes.append(data)
-                real.write(data)
-
-            def abort(self) -> None:
-                real.abort()
-
-        proto.transport = Recording()  # type: ignore[assignment]
+        writes = await recorded_writes(client)
         await asyncio.gather(*(client.execute(encode("PING")) for _ in range(20)))
-        assert len(writes) == 1
-        assert writes[0] == encode("PING") * 20
-        proto.transport = real
+        assert [data for _, data in writes] == [encode("PING") * 20]
     finally:
         await client.aclose()
 
@@ -83,5 +88,46 @@ async def test_reset_fails_in_flight_and_reconnects(redis_url: str) -> None:
         with pytest.raises(RedisConnectionError):
             await pending
         assert await client.execute(encode("PING")) == b"PONG"
+    finally:
+        await client.aclose()
+
+
+async def test_busy_connection_collects_commands_for_the_window(redis_url: str) -> None:
+    window = 0.2
+    client = PipelinedRedis(redis_url, timeout_s=2.0, window_s=window)
+    try:
+        writes = await recorded_writes(client)
+        loop = asyncio.get_running_loop()
+        # One command at a time (the last write carried one): sent at once, no waiting.
+        t0 = loop.time()
+        for _ in range(3):
+            assert await client.execute(encode("PING")) == b"PONG"
+        assert len(writes) == 3
+        assert loop.time() - t0 < window
+        # Several in one iteration: one write. That marks the connection busy, so what
+        # comes next waits for the window and goes out together even though it was issued
+        # in separate iterations.
+        await asyncio.gather(*(client.execute(encode("PING")) for _ in range(4)))
+        assert len(writes) == 4
+        t1 = loop.time()
+
+        async def later(i: int) -> bytes:
+            await asyncio.sleep(0.01 * i)
+            reply: bytes = await client.execute(encode("ECHO", str(i)))
+            return reply
+
+        got = await asyncio.gather(*(later(i) for i in range(5)))
+        assert got == [str(i).encode() for i in range(5)]
+        assert len(writes) == 5
+        assert writes[4][1] == b"".join(encode("ECHO", str(i)) for i in range(5))
+        assert writes[4][0] - t1 >= window * 0.9
+        # Still busy: lone commands keep waiting until three one-command writes in a row
+        # show the load is gone; then they go out at once again.
+        took = []
+        for _ in range(4):
+            t = loop.time()
+            await client.execute(encode("PING"))
+            took.append(loop.time() - t)
+        assert [x >= window * 0.9 for x in took] == [True, True, True, False]
     finally:
         await client.aclose()
