@@ -29,7 +29,7 @@ SSE_MIN_GAP_S = 0.2
 SSE_PING_S = 15
 
 
-def get_queue(request: Request) -> QueueRuntime:
+async def get_queue(request: Request) -> QueueRuntime:
     """The app's waiting room (built in the lifespan)."""
     runtime: QueueRuntime = request.app.state.queue
     return runtime

@@ -19,6 +19,7 @@ from gateway.queue.admission import (
 from gateway.queue.facts import SessionFactsClient
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.service import QueueService
+from gateway.redis_pipeline import PipelinedRedis, supports
 from shared.config import CommonSettings
 
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()
@@ -68,11 +69,17 @@ def build_queue(
         redis = make_queue_redis(
             settings.require_redis_url(), timeout_s=settings.redis_socket_timeout_s
         )
+    url = settings.require_redis_url()
     service = QueueService(
         redis=redis,
         secret=settings.secret_key,
         heartbeat_timeout_s=settings.queue_heartbeat_timeout_s,
         admission_ttl_s=settings.admission_ttl_s,
+        pipelined=(
+            PipelinedRedis(url, timeout_s=settings.redis_socket_timeout_s)
+            if supports(url)
+            else None
+        ),
     )
     facts = SessionFactsClient(
         client=api_client,
@@ -110,6 +117,8 @@ def start_queue(runtime: QueueRuntime) -> asyncio.Task[None]:
         try:
             await runtime.loop.run()
         finally:
+            if runtime.service.pipelined is not None:
+                await runtime.service.pipelined.aclose()
             if runtime.owns_redis:
                 await runtime.service.redis.aclose()
 

@@ -9,7 +9,6 @@ using the failure mode until it returns) and the first success restores normal o
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import time
@@ -31,8 +30,8 @@ from gateway.ratelimit import metrics as m
 from gateway.ratelimit import scripts
 from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter
-from gateway.ratelimit.pipeline import PipelinedRedis, bulk, supports
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
+from gateway.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
 from shared import keys
 
 log = logging.getLogger("boxoffice.gateway.ratelimit")
@@ -110,17 +109,15 @@ class PipelinedGcra:
 
     def __init__(self, client: PipelinedRedis) -> None:
         self._client = client
-        text = scripts.source("gcra").encode()
-        sha = hashlib.sha1(text).hexdigest().encode()
-        # The constant head of each command, encoded once; KEYS[1], ARGV[1..2] follow.
-        self._evalsha = b"*6\r\n" + bulk(b"EVALSHA", sha, 1)
-        self._eval = b"*6\r\n" + bulk(b"EVAL", text, 1)
+        self._script = PipelinedScript(scripts.source("gcra"), 1)
 
     def __call__(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]:
-        return self._client.send(self._evalsha + _gcra_args(key, interval_us, burst))
+        return self._client.send(self._script.command(_gcra_args(key, interval_us, burst), 3))
 
     def reload(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]:
-        return self._client.send(self._eval + _gcra_args(key, interval_us, burst))
+        return self._client.send(
+            self._script.command(_gcra_args(key, interval_us, burst), 3, reload=True)
+        )
 
     def reset(self) -> None:
         self._client.reset()

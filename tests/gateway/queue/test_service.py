@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from gateway.queue.runtime import make_queue_redis
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.scripts import script_keys
 from gateway.queue.service import QueueService, burst_of, estimate_wait_s, member_of
+from gateway.redis_pipeline import PipelinedRedis
 from shared import keys
 from shared.tokens import verify_admission_token
 
@@ -23,11 +25,33 @@ SECRET = "svc-test-secret-0123456789abcdef0123456789"
 SID = 7
 
 
+# Every test runs twice: scripts through redis-py, and through the auto-pipelined client the
+# gateway uses for redis:// URLs (set by the autouse fixture below).
+_pipelined: dict[str, Any] = {"url": None, "clients": []}
+
+
+@pytest.fixture(autouse=True, params=["redis-py", "pipelined"])
+async def script_client(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[None]:
+    _pipelined["url"] = redis_url if request.param == "pipelined" else None
+    yield
+    _pipelined["url"] = None
+    while _pipelined["clients"]:
+        await _pipelined["clients"].pop().aclose()
+
+
 def make_service(
     client: aioredis.Redis, *, heartbeat_s: float = 30, ttl_s: int = 600
 ) -> QueueService:
+    pipelined = None
+    if _pipelined["url"] is not None:
+        pipelined = PipelinedRedis(_pipelined["url"], timeout_s=5.0)
+        _pipelined["clients"].append(pipelined)
     return QueueService(
-        redis=client, secret=SECRET, heartbeat_timeout_s=heartbeat_s, admission_ttl_s=ttl_s
+        redis=client,
+        secret=SECRET,
+        heartbeat_timeout_s=heartbeat_s,
+        admission_ttl_s=ttl_s,
+        pipelined=pipelined,
     )
 
 

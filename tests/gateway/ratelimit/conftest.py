@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from gateway.ratelimit.pipeline import PipelinedRedis
 from gateway.ratelimit.policies import RateLimitSettings
 from gateway.ratelimit.service import RedisRateLimiter, make_redis
+from gateway.redis_pipeline import PipelinedRedis
 
 MakeLimiter = Callable[..., RedisRateLimiter]
 

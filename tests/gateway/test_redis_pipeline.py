@@ -4,12 +4,13 @@ errors mapped to redis-py's exceptions, commands of one loop iteration in one wr
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.ratelimit.pipeline import PipelinedRedis, encode, supports
+from gateway.redis_pipeline import PipelinedRedis, PipelinedScript, encode, supports
 
 pytestmark = pytest.mark.integration
 
@@ -129,5 +130,24 @@ async def test_busy_connection_collects_commands_for_the_window(redis_url: str) 
             await client.execute(encode("PING"))
             took.append(loop.time() - t)
         assert [x >= window * 0.9 for x in took] == [True, True, True, False]
+    finally:
+        await client.aclose()
+
+
+async def test_script_loads_itself_after_noscript(redis_url: str) -> None:
+    # A text the server has never seen (no SCRIPT FLUSH: the server may be shared).
+    script = PipelinedScript(
+        f"-- {uuid.uuid4().hex}\nreturn {{KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2}}", 1
+    )
+    client = PipelinedRedis(redis_url, timeout_s=2.0)
+    try:
+        writes = await recorded_writes(client)
+        assert await script(client, ["k"], ["v", 21]) == [b"k", b"v", 42]
+        assert [data.split(b"\r\n")[2] for _, data in writes] == [b"EVALSHA", b"EVAL"]
+        assert await script(client, ["k"], [b"w", 1.5]) == [b"k", b"w", 3]
+        assert writes[2][1].split(b"\r\n")[2] == b"EVALSHA"  # cached on the server now
+        assert len(writes) == 3
+        with pytest.raises(ValueError, match="1 keys"):
+            await script(client, ["a", "b"], [])
     finally:
         await client.aclose()
