@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from shared.db.engine import make_engine
 from svckit.app import install_common
+from svckit.redis_pipeline import PipelinedRedis, supports
 from ticket_server.config import Settings
 from ticket_server.dependencies import Ticketing
 from ticket_server.errors import add_storage_handlers
@@ -90,6 +91,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         redis = make_redis(settings)
+        url = settings.require_redis_url()
+        pipelined = (
+            PipelinedRedis(url, timeout_s=settings.redis_socket_timeout_s, decode_responses=True)
+            if supports(url)
+            else None
+        )
         engine = make_engine(settings.resolved_database_url())
         await warm_pool(redis, settings.redis_max_connections)
         try:
@@ -105,12 +112,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "ticketing": Ticketing(
                     settings=settings,
                     redis=redis,
-                    scripts=register_scripts(redis),
+                    scripts=register_scripts(redis, pipelined),
                     inventory=inventory,
                     metrics=booking_metrics,
                 ),
             }
         finally:
+            if pipelined is not None:
+                await pipelined.aclose()
             await redis.aclose()
             engine.dispose()
 

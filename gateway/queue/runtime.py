@@ -19,7 +19,7 @@ from gateway.queue.admission import (
 from gateway.queue.facts import SessionFactsClient
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.service import QueueService
-from gateway.redis_pipeline import PipelinedRedis, supports
+from svckit.redis_pipeline import PipelinedRedis, supports
 from shared.config import CommonSettings
 
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()

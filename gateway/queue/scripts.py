@@ -11,7 +11,7 @@ from importlib import resources
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from gateway.redis_pipeline import PipelinedScript
+from svckit.redis_pipeline import PipelinedScript
 from shared import keys
 
 HEARTBEAT_LANES = 5  # must match LANES in common.lua
@@ -44,7 +44,7 @@ def script_keys(session_id: int) -> tuple[str, ...]:
 # The queue scripts as the auto-pipelined client calls them (one set per process).
 @functools.cache
 def pipelined(name: str) -> PipelinedScript:
-    """Script ``name`` for :class:`gateway.redis_pipeline.PipelinedRedis`."""
+    """Script ``name`` for :class:`svckit.redis_pipeline.PipelinedRedis`."""
     return PipelinedScript(_source(name), 8 + HEARTBEAT_LANES)
 
 

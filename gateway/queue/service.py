@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from gateway.queue.schemas import QueuePolicy, QueueStatus, QueueView, TickResult, ViewState
 from gateway.queue.scripts import HEARTBEAT_LANES, QueueScripts, pipelined, script_keys
-from gateway.redis_pipeline import PipelinedRedis
+from svckit.redis_pipeline import PipelinedRedis
 from shared.tokens import issue_admission_token
 
 # How far one admission step may go: admissions, expired admissions, swept waiters.

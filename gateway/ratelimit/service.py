@@ -31,7 +31,7 @@ from gateway.ratelimit import scripts
 from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
-from gateway.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
+from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
 from shared import keys
 
 log = logging.getLogger("boxoffice.gateway.ratelimit")

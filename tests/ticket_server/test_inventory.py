@@ -14,6 +14,8 @@ from shared.schemas.ticketing import SeatMap
 from tests.ticket_server.conftest import CatalogSession, User, create_session
 from tests.ticket_server.helpers import assert_problem, statuses
 from ticket_server.inventory import repository
+from ticket_server.inventory.repository import SeatRow
+from ticket_server.inventory.service import SessionMeta
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +136,29 @@ async def test_a_hung_catalog_is_a_quick_503(make_client, session, monkeypatch):
     r = await client.get(f"/api/ticketing/sessions/{sid}/seats", headers=u.headers(sid))
     assert_problem(r, 503)
     assert time.monotonic() - started < 1.5
+
+
+def test_rendered_seat_statuses_follow_the_raw_states() -> None:
+    meta = SessionMeta.of([SeatRow(i, f"A-{i}", "R", "10.50") for i in range(1, 8)])
+    now = 1_000_000
+    states = {
+        "1": "A",
+        "2": "S:res-1",
+        "3": f"H:hold-1:{now + 1}",  # held until just after now
+        "4": f"H:hold-2:{now}",  # expired exactly now: available
+        "5": f"H:hold-3:{now - 5000}",
+        # 6 absent: available; 7 an unknown state: not shown as taken
+        "7": "?",
+    }
+    body = b'{"session_id":1,"seats":[%b]}' % b",".join(meta.render(states, now))
+    seat_map = SeatMap.model_validate_json(body)
+    assert [(s.seat_id, s.label, s.status) for s in seat_map.seats] == [
+        (1, "A-1", "available"),
+        (2, "A-2", "sold"),
+        (3, "A-3", "held"),
+        (4, "A-4", "available"),
+        (5, "A-5", "available"),
+        (6, "A-6", "available"),
+        (7, "A-7", "available"),
+    ]
+    assert str(seat_map.seats[0].price) == "10.5"

@@ -43,14 +43,17 @@ class SessionMeta:
     """The static part of a session's seat map (cached in-process: it never changes)."""
 
     seats: list[SeatRow]
-    # Each seat's JSON up to its status value, pre-rendered: the seat map is the most
+    # Each seat's whole JSON object once per status, pre-rendered: the seat map is the most
     # polled page at on-sale time, and only the statuses change between two renderings.
-    fragments: list[bytes]
+    ids: list[str]  # the seat ids as the seat-state hash keys them
+    available: list[bytes]
+    held: list[bytes]
+    sold: list[bytes]
 
     @classmethod
     def of(cls, seats: list[SeatRow]) -> SessionMeta:
-        """Metadata with the pre-rendered fragments (the ``SeatStatus`` field order)."""
-        fragments = [
+        """Metadata with the pre-rendered objects (the ``SeatStatus`` field order)."""
+        heads = [
             orjson.dumps(
                 {
                     "seat_id": s.seat_id,
@@ -62,16 +65,27 @@ class SessionMeta:
             + b',"status":"'
             for s in seats
         ]
-        return cls(seats=seats, fragments=fragments)
+        return cls(
+            seats=seats,
+            ids=[str(s.seat_id) for s in seats],
+            available=[h + b'available"}' for h in heads],
+            held=[h + b'held"}' for h in heads],
+            sold=[h + b'sold"}' for h in heads],
+        )
 
-
-def state_of(raw: str, now_ms: int) -> str:
-    """Public status of a raw seat state (see ``hold.lua``): an expired hold is available."""
-    if raw.startswith("S:"):
-        return "sold"
-    if raw.startswith("H:") and int(raw.rsplit(":", 1)[1]) > now_ms:
-        return "held"
-    return "available"
+    def render(self, states: dict[str, str], now_ms: int) -> list[bytes]:
+        """Each seat's JSON for the raw ``states`` (seat id → state, see ``hold.lua``;
+        absent = available). An expired hold is available."""
+        parts = self.available.copy()
+        for i, seat_id in enumerate(self.ids):
+            raw = states.get(seat_id)
+            if raw is None or raw == "A":
+                continue
+            if raw.startswith("S:"):
+                parts[i] = self.sold[i]
+            elif raw.startswith("H:") and int(raw.rsplit(":", 1)[1]) > now_ms:
+                parts[i] = self.held[i]
+        return parts
 
 
 def server_ms(time_reply: tuple[int, int]) -> int:
@@ -198,9 +212,5 @@ class Inventory:
                 break
             # The session vanished from Redis after we cached its metadata: load it again.
             await self.ensure_loaded(session_id)
-        now_ms = server_ms(now_reply)
-        parts = [
-            frag + state_of(states.get(str(s.seat_id), "A"), now_ms).encode() + b'"}'
-            for s, frag in zip(meta.seats, meta.fragments, strict=True)
-        ]
+        parts = meta.render(states, server_ms(now_reply))
         return b'{"session_id":%d,"seats":[%b]}' % (session_id, b",".join(parts))

@@ -15,9 +15,9 @@ from gateway.queue.runtime import make_queue_redis
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.scripts import script_keys
 from gateway.queue.service import QueueService, burst_of, estimate_wait_s, member_of
-from gateway.redis_pipeline import PipelinedRedis
 from shared import keys
 from shared.tokens import verify_admission_token
+from svckit.redis_pipeline import PipelinedRedis
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.ratelimit.policies import RateLimitSettings
 from gateway.ratelimit.service import RedisRateLimiter, make_redis
-from gateway.redis_pipeline import PipelinedRedis
+from svckit.redis_pipeline import PipelinedRedis
 
 MakeLimiter = Callable[..., RedisRateLimiter]
 

@@ -12,7 +12,7 @@ While busy (a write carried more than one command), commands are collected for
 ``window_s`` before they are written; see :meth:`_Protocol.send`.
 
 Failure semantics fit the limiter: one timer per connection bounds every command (no
-per-call timer); past the bound everything in flight fails with ``TimeoutError`` and the
+per-call timer); past the bound everything in flight fails with :class:`RedisTimeout` and the
 connection is dropped; a cancelled caller just abandons its future (the reply is dropped, so
 the stream stays in sync); the next command reconnects. No retries.
 Only plain ``redis://`` URLs (TCP, optional password and DB index); for anything else the
@@ -25,12 +25,19 @@ import asyncio
 import hashlib
 from collections import deque
 from collections.abc import Awaitable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
+import redis.exceptions
 from redis.asyncio.connection import parse_url
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+
+
+class RedisTimeout(redis.exceptions.TimeoutError, TimeoutError):
+    """No answer within the bound: both redis-py's ``TimeoutError`` (a ``RedisError``, so
+    handlers written for redis-py catch it) and the built-in one."""
 
 
 def supports(url: str) -> bool:
@@ -54,7 +61,11 @@ def encode(*args: bytes | str | int) -> bytes:
 
 class _Protocol(asyncio.Protocol):
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, timeout_s: float, window_s: float = 0.0
+        self,
+        loop: asyncio.AbstractEventLoop,
+        timeout_s: float,
+        window_s: float = 0.0,
+        decode_responses: bool = False,
     ) -> None:
         self.loop = loop
         self.timeout_s = timeout_s
@@ -62,7 +73,7 @@ class _Protocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.pending: deque[asyncio.Future[Any]] = deque()
         self.sent_at: deque[float] = deque()  # loop time each pending command was sent
-        self.reader = hiredis.Reader()
+        self.reader = hiredis.Reader(encoding="utf-8") if decode_responses else hiredis.Reader()
         self.closed = False
         self._out: list[bytes] = []
         self._flush_pending = False
@@ -120,7 +131,7 @@ class _Protocol(asyncio.Protocol):
             return
         late = self.loop.time() - self.sent_at[0]
         if late >= self.timeout_s:
-            self.abort(TimeoutError(f"no reply from Redis within {self.timeout_s}s"))
+            self.abort(RedisTimeout(f"no reply from Redis within {self.timeout_s}s"))
         else:
             self._watchdog = self.loop.call_later(self.timeout_s - late, self._check_deadline)
 
@@ -175,7 +186,16 @@ def _abort_result(task: asyncio.Task[_Protocol]) -> None:
 class PipelinedRedis:
     """One lazily (re)connected, auto-pipelined connection to a Redis server."""
 
-    def __init__(self, url: str, *, timeout_s: float, window_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        window_s: float = 0.0,
+        decode_responses: bool = False,
+    ) -> None:
+        """``decode_responses``: strings in replies as ``str`` (UTF-8), as redis-py's
+        option of that name; else ``bytes``."""
         if not supports(url):
             raise ValueError(f"PipelinedRedis supports redis:// URLs only, not {url!r}")
         kw = parse_url(url)
@@ -191,17 +211,23 @@ class PipelinedRedis:
         self._setup = setup
         self._timeout_s = timeout_s
         self._window_s = window_s
+        self._decode = decode_responses
         self._proto: _Protocol | None = None
         self._connecting: asyncio.Task[_Protocol] | None = None
 
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
-        _, proto = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: _Protocol(loop, self._timeout_s, self._window_s), self._host, self._port
-            ),
-            self._timeout_s,
-        )
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: _Protocol(loop, self._timeout_s, self._window_s, self._decode),
+                    self._host,
+                    self._port,
+                ),
+                self._timeout_s,
+            )
+        except TimeoutError as e:
+            raise RedisTimeout(f"no connection to Redis within {self._timeout_s}s") from e
         try:
             for command in self._setup:  # AUTH / SELECT before anything else
                 await proto.send(command)
@@ -235,7 +261,7 @@ class PipelinedRedis:
 
     async def execute(self, command: bytes) -> Any:
         """Send one encoded command (:func:`encode`) and return its reply; raises
-        ``TimeoutError`` past the bound (connecting included), redis-py's
+        :class:`RedisTimeout` past the bound (connecting included), redis-py's
         ``ConnectionError`` / ``ResponseError`` / ``NoScriptError`` otherwise."""
         proto = await self._connection()
         return await proto.send(command)
@@ -259,30 +285,55 @@ class PipelinedRedis:
 
 class PipelinedScript:
     """A Lua script called by ``EVALSHA`` on a :class:`PipelinedRedis`, and by ``EVAL``
-    (which caches it on the server again) after ``NOSCRIPT``."""
+    (which caches it on the server again) after ``NOSCRIPT``. With ``nkeys`` every call
+    passes that many keys (and the count is encoded once); without, any number."""
 
-    def __init__(self, text: str, nkeys: int) -> None:
+    def __init__(self, text: str, nkeys: int | None = None) -> None:
         body = text.encode()
         sha = hashlib.sha1(body).hexdigest().encode()
         self.nkeys = nkeys
-        # The constant head of each command, encoded once; KEYS and ARGV follow.
-        self._evalsha = bulk(b"EVALSHA", sha, nkeys)
-        self._eval = bulk(b"EVAL", body, nkeys)
+        # The constant head of each command, encoded once; [numkeys,] KEYS and ARGV follow.
+        fixed = () if nkeys is None else (nkeys,)
+        self._evalsha = bulk(b"EVALSHA", sha, *fixed)
+        self._eval = bulk(b"EVAL", body, *fixed)
+        self._head_items = 2 + len(fixed)
 
     def command(self, args: bytes, nargs: int, *, reload: bool = False) -> bytes:
-        """The full command for ``args`` (:func:`bulk` of KEYS then ARGV, ``nargs`` of them
-        in all)."""
-        return b"*%d\r\n" % (3 + nargs) + (self._eval if reload else self._evalsha) + args
+        """The full command for ``args``: :func:`bulk` of what follows the head (KEYS then
+        ARGV, preceded by the key count when it is not fixed), ``nargs`` items in all."""
+        head = self._eval if reload else self._evalsha
+        return b"*%d\r\n" % (self._head_items + nargs) + head + args
 
     async def __call__(
         self, client: PipelinedRedis, keys: Sequence[bytes | str], args: Sequence[object]
     ) -> Any:
         """Run the script; ``NOSCRIPT`` is answered by one ``EVAL``."""
-        if len(keys) != self.nkeys:
+        items: list[bytes | str | int] = []
+        if self.nkeys is None:
+            items.append(len(keys))
+        elif len(keys) != self.nkeys:
             raise ValueError(f"this script takes {self.nkeys} keys, not {len(keys)}")
-        body = bulk(*keys, *(a if isinstance(a, bytes | str | int) else str(a) for a in args))
-        n = len(keys) + len(args)
+        items.extend(keys)
+        items.extend(a if isinstance(a, bytes | str | int) else str(a) for a in args)
+        body = bulk(*items)
         try:
-            return await client.send(self.command(body, n))
+            return await client.send(self.command(body, len(items)))
         except NoScriptError:
-            return await client.send(self.command(body, n, reload=True))
+            return await client.send(self.command(body, len(items), reload=True))
+
+    def bind(self, client: PipelinedRedis) -> BoundScript:
+        """This script on ``client``, called like redis-py's ``AsyncScript``."""
+        return BoundScript(self, client)
+
+
+@dataclass(frozen=True, slots=True)
+class BoundScript:
+    """A :class:`PipelinedScript` on one client: ``await script(keys=[...], args=[...])``,
+    the call shape of redis-py's ``AsyncScript``, so callers need not know which it is."""
+
+    script: PipelinedScript
+    client: PipelinedRedis
+
+    async def __call__(self, keys: Sequence[bytes | str] = (), args: Sequence[object] = ()) -> Any:
+        """Run the script."""
+        return await self.script(self.client, keys, args)

@@ -10,7 +10,7 @@ import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
-from gateway.redis_pipeline import PipelinedRedis, PipelinedScript, encode, supports
+from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, encode, supports
 
 pytestmark = pytest.mark.integration
 
