@@ -19,8 +19,8 @@ from gateway.queue.admission import (
 from gateway.queue.facts import SessionFactsClient
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.service import QueueService
-from svckit.redis_pipeline import PipelinedRedis, supports
 from shared.config import CommonSettings
+from svckit.redis_pipeline import PipelinedRedis, supports
 
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()
 

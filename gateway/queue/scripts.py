@@ -11,8 +11,8 @@ from importlib import resources
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
-from svckit.redis_pipeline import PipelinedScript
 from shared import keys
+from svckit.redis_pipeline import PipelinedScript
 
 HEARTBEAT_LANES = 5  # must match LANES in common.lua
 

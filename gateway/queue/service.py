@@ -15,8 +15,8 @@ from redis.exceptions import RedisError
 
 from gateway.queue.schemas import QueuePolicy, QueueStatus, QueueView, TickResult, ViewState
 from gateway.queue.scripts import HEARTBEAT_LANES, QueueScripts, pipelined, script_keys
-from svckit.redis_pipeline import PipelinedRedis
 from shared.tokens import issue_admission_token
+from svckit.redis_pipeline import PipelinedRedis
 
 # How far one admission step may go: admissions, expired admissions, swept waiters.
 MAX_ADMIT_PER_TICK = 100

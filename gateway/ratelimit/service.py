@@ -31,8 +31,8 @@ from gateway.ratelimit import scripts
 from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
-from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
 from shared import keys
+from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
 
 log = logging.getLogger("boxoffice.gateway.ratelimit")
 
