@@ -40,25 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from benchkit import ROOT, cpu_seconds, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from shared.tokens import issue_access_token, issue_admission_token, new_user_id  # noqa: E402
+from shared.tokens import issue_access_token, issue_admission_token, new_user_id
 
 SECRET = "bench-secret-key-0123456789-0123456789-abcdef"
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def create_session(database_url: str, seats: int) -> tuple[int, list[int]]:
@@ -303,11 +289,12 @@ def main() -> int:
         for name, base, pid in targets:
             for phase, fn in (("holds", holds_phase), ("reservations", reservations_phase)):
                 sid, seat_ids = create_session(database_url, args.seats)
-                cpu0, t0 = cpu_s(pid) + (cpu_s(ticket.pid) if pid != ticket.pid else 0), 0.0
+                measured = {pid, ticket.pid}  # the gateway's CPU and ticket_server's
+                cpu0 = sum(cpu_seconds(p) for p in measured)
                 t0 = time.monotonic()
                 stats = asyncio.run(fn(base, sid, seat_ids, args))
                 seconds = time.monotonic() - t0
-                cpu1 = cpu_s(pid) + (cpu_s(ticket.pid) if pid != ticket.pid else 0)
+                cpu1 = sum(cpu_seconds(p) for p in measured)
                 rows.append(report(name, phase, stats, seconds, cpu1 - cpu0))
                 print(json.dumps(rows[-1], default=lambda x: round(x, 2)), flush=True)
     finally:

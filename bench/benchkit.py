@@ -1,0 +1,45 @@
+"""What every benchmark here needs: free ports, a process's CPU time, the load average, and
+serving a stand-in app in a subprocess. Imported by path (``bench/`` is ``sys.path[0]`` when a
+script of it runs); puts the repository root on ``sys.path`` for the project's packages."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.services import free_port  # noqa: E402
+
+__all__ = ["ROOT", "cpu_seconds", "free_port", "load_average", "serve"]
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime (fields 14, 15)
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, as ``/proc/loadavg`` prints them."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def serve(app: Any, port: int) -> None:
+    """Serve ``app`` on ``port`` the way the services run (uvloop + httptools, no access
+    log) until the process is stopped."""
+    import uvicorn
+
+    uvicorn.run(
+        app, port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
+    )
