@@ -19,6 +19,7 @@ from api_server.rankings.router import router as rankings_router
 from api_server.stats.router import router as stats_router
 from shared.db.engine import make_engine, make_session_factory
 from svckit.app import install_common
+from svckit.gc_tuning import freeze_startup_heap
 from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_engine = (
             make_engine(settings.read_database_url) if settings.read_database_url else engine
         )
+        freeze_startup_heap(settings.gc_freeze)
         try:
             yield {
                 "settings": settings,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from shared.config import CommonSettings
@@ -15,6 +16,9 @@ def _serve(args: argparse.Namespace) -> int:
     from boxoffice.services import SERVICES
 
     spec = SERVICES[args.service]
+    # A served process freezes its start-up heap (svckit/gc_tuning.py); the environment
+    # carries the choice to uvicorn's worker processes too.
+    os.environ.setdefault("BOXOFFICE_GC_FREEZE", "true")
     uvicorn.run(
         spec.factory,
         factory=True,

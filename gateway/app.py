@@ -32,15 +32,19 @@ from gateway.proxy import (
     make_upstream,
     stock_transport,
 )
+from gateway.queue.router import fast_routes as queue_fast_routes
 from gateway.queue.router import router as queue_router
 from gateway.queue.runtime import build_queue, start_queue
 from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
 from gateway.ratelimit_api import socket_peer
 from svckit.errors import add_exception_handlers
+from svckit.gc_tuning import freeze_startup_heap
 from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck, ops_router
 
 log = logging.getLogger("boxoffice.gateway")
+
+QUEUE_PREFIX = "/api/queue"
 
 
 class GatewayApp(FastAPI):
@@ -92,7 +96,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> FastAPI:
+) -> GatewayApp:
     """Build the gateway. ``transport`` replaces the upstream transport (tests inject a
     respx router with ``httpx.MockTransport(router.async_handler)``); otherwise
     ``settings.upstream_transport`` picks the fast (default) or the stock httpx one."""
@@ -155,6 +159,7 @@ def create_app(
         )
         background.append(start_queue(app.state.queue))
         app.state.background = background
+        freeze_startup_heap(settings.gc_freeze)
         try:
             yield {
                 "redis": redis,
@@ -196,6 +201,12 @@ def create_app(
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
     app.include_router(identity_router, prefix="/api/auth", tags=["identity"])
-    app.include_router(queue_router, prefix="/api/queue", tags=["queue"])
-    app.front = GatewayFront(app.fastapi_asgi, settings=settings, state=app.state, metrics=metrics)
+    app.include_router(queue_router, prefix=QUEUE_PREFIX, tags=["queue"])
+    app.front = GatewayFront(
+        app.fastapi_asgi,
+        settings=settings,
+        state=app.state,
+        metrics=metrics,
+        fast_routes=queue_fast_routes(QUEUE_PREFIX),
+    )
     return app

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -44,6 +46,7 @@ from gateway.ratelimit_api import ClientAddressResolver, RateLimiter
 from gateway.routes import Match, PathRejected, RouteTable, check_path
 from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
 from shared.tokens import AccessClaims, InvalidToken, verify_access_token, verify_admission_token
+from svckit.errors import AppError
 from svckit.middleware import sane_request_id
 
 Scope = MutableMapping[str, Any]
@@ -77,7 +80,7 @@ class Problem(Exception):
         status: int,
         title: str,
         detail: str,
-        slug: str,
+        slug: str | None,
         headers: list[tuple[bytes, bytes]] | None = None,
         **extra: Any,
     ) -> None:
@@ -117,6 +120,22 @@ def _unauthorized(detail: str, token_given: bool) -> Problem:
     return Problem(401, "Unauthorized", detail, "unauthorized", [(b"www-authenticate", challenge)])
 
 
+@dataclass(frozen=True, slots=True)
+class FastRoute:
+    """A gateway-owned route this layer answers itself, without FastAPI: ``path`` matches
+    the raw path and captures the session id; ``handler`` returns the JSON body of a 200,
+    raises an ``AppError`` for a problem, or returns None to let the FastAPI route answer."""
+
+    method: str
+    path: re.Pattern[bytes]
+    handler: Callable[[State, int, AccessClaims], Awaitable[bytes | None]]
+
+
+def _app_problem(e: AppError) -> Problem:
+    headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in e.headers.items()]
+    return Problem(e.status, e.title, e.detail, e.slug, headers, **e.extra)
+
+
 class GatewayFront:
     """The pure-ASGI front layer (installed outermost by ``create_app``)."""
 
@@ -127,8 +146,10 @@ class GatewayFront:
         settings: Settings,
         state: State,
         metrics: GatewayMetrics,
+        fast_routes: list[FastRoute] | None = None,
     ) -> None:
         self.app = app
+        self.fast_routes = fast_routes or []
         self.settings = settings
         self.state = state  # app.state: upstreams, rate_limiter, client_address (lifespan)
         self.metrics = metrics
@@ -224,7 +245,7 @@ class GatewayFront:
                 status=problem.status,
                 title=problem.title,
                 detail=problem.detail,
-                type_=problem_type(problem.slug),
+                type_=problem_type(problem.slug) if problem.slug else None,
                 request_id=rid,
                 **problem.extra,
             )
@@ -237,6 +258,19 @@ class GatewayFront:
             *extra_headers,
         ]
         await send({"type": "http.response.start", "status": problem.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    @staticmethod
+    async def _send_json(
+        send: Send, body: bytes, rid: str, extra_headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"application/json"),
+            (b"x-request-id", rid.encode()),
+            *extra_headers,
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     # --- the pipeline ---------------------------------------------------------------------
@@ -369,6 +403,20 @@ class GatewayFront:
                 self._admission(match, admission, user)
 
             if match.is_local:
+                if user is not None:
+                    for fast in self.fast_routes:
+                        found = fast.path.match(raw_path) if fast.method == method else None
+                        if found is None:
+                            continue
+                        try:
+                            body = await fast.handler(self.state, int(found[1]), user)
+                        except AppError as e:
+                            raise _app_problem(e) from e
+                        if body is not None:
+                            status = 200
+                            await self._send_json(send, body, rid, extra)
+                            return
+                        break
                 status = await self._local(scope, receive, send, rid, extra, content_length)
                 return
             upstream_name = route.upstream

@@ -51,6 +51,9 @@ class CommonSettings(BaseSettings):
 
     redis_socket_timeout_s: float = Field(default=1.0, gt=0)
     log_level: str = "INFO"
+    # Freeze the start-up heap out of the garbage collector's full passes (svckit/gc_tuning.py).
+    # ``boxoffice serve`` turns it on; off by default so in-process test apps leave it alone.
+    gc_freeze: bool = False
 
     def resolved_database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under ``data_dir``."""

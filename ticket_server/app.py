@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 
 from shared.db.engine import make_engine
 from svckit.app import install_common
+from svckit.gc_tuning import freeze_startup_heap
 from svckit.redis_pipeline import PipelinedRedis, supports
 from ticket_server.config import Settings
 from ticket_server.dependencies import Ticketing
@@ -100,23 +101,27 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         engine = make_engine(settings.resolved_database_url())
         await warm_pool(redis, settings.redis_max_connections)
         try:
+            scripts = register_scripts(redis, pipelined)
             inventory = Inventory(
                 redis=redis,
+                seat_map=scripts.seat_map,
                 engine=engine,
                 load_wait_s=settings.inventory_load_wait_s,
                 metrics=booking_metrics,
             )
-            yield {
+            state = {
                 "redis": redis,
                 "engine": engine,
                 "ticketing": Ticketing(
                     settings=settings,
                     redis=redis,
-                    scripts=register_scripts(redis, pipelined),
+                    scripts=scripts,
                     inventory=inventory,
                     metrics=booking_metrics,
                 ),
             }
+            freeze_startup_heap(settings.gc_freeze)
+            yield state
         finally:
             if pipelined is not None:
                 await pipelined.aclose()

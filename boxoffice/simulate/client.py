@@ -14,7 +14,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import httpx
@@ -25,9 +25,12 @@ TRANSPORT_ERROR = 0
 _RETRYABLE = {TRANSPORT_ERROR, 502, 503, 504}
 
 
-@dataclass(slots=True)
-class Sample:
-    """One request: when it started (seconds from booking open), its step, latency, status."""
+class Sample(NamedTuple):
+    """One request: when it started (seconds from booking open), its step, latency, status.
+
+    A tuple of atomic values, which the garbage collector stops tracking: a run keeps tens of
+    thousands of them, and each tracked one would lengthen the pauses the simulator measures
+    its own latencies through."""
 
     t: float
     step: str
@@ -54,8 +57,7 @@ class Recorder:
     def rebase(self, t0: float) -> None:
         """Make ``t0`` the origin, also for the samples recorded before it was known."""
         delta = t0 - self.t0
-        for sample in self.samples:
-            sample.t -= delta
+        self.samples = [s._replace(t=s.t - delta) for s in self.samples]
         self.t0 = t0
 
     def count(self) -> int:

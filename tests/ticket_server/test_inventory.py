@@ -8,14 +8,17 @@ import threading
 import time
 
 import pytest
+from redis.asyncio import Redis
 
 from shared import keys
 from shared.schemas.ticketing import SeatMap
+from svckit.redis_pipeline import PipelinedRedis
 from tests.ticket_server.conftest import CatalogSession, User, create_session
 from tests.ticket_server.helpers import assert_problem, statuses
 from ticket_server.inventory import repository
 from ticket_server.inventory.repository import SeatRow
 from ticket_server.inventory.service import SessionMeta
+from ticket_server.scripts import register_scripts
 
 pytestmark = pytest.mark.integration
 
@@ -138,27 +141,51 @@ async def test_a_hung_catalog_is_a_quick_503(make_client, session, monkeypatch):
     assert time.monotonic() - started < 1.5
 
 
-def test_rendered_seat_statuses_follow_the_raw_states() -> None:
+@pytest.mark.parametrize("client_kind", ["redis-py", "pipelined"])
+async def test_seat_map_script_reports_taken_seats_from_the_raw_states(
+    redis_url: str, redis_sync, client_kind: str
+) -> None:
+    """``seat_map.lua`` decides each status in Redis, by the server's clock."""
+    secs, micros = redis_sync.time()
+    now = secs * 1000 + micros // 1000
+    redis_sync.hset(
+        "seats-under-test",
+        mapping={
+            "1": "A",
+            "2": "S:res-1",
+            "3": f"H:hold-1:{now + 60_000}",  # held for another minute
+            "4": f"H:hold-2:{now - 1}",  # expired: available
+            "5": f"H:hold-3:{now - 5000}",
+            "6": "?",  # an unknown state is not shown as taken
+            "7": "S:res-2",
+            "8": "Sx",
+        },
+    )
+    redis = Redis.from_url(redis_url, decode_responses=True)
+    pipelined = PipelinedRedis(redis_url, timeout_s=2.0, decode_responses=True)
+    try:
+        scripts = register_scripts(redis, pipelined if client_kind == "pipelined" else None)
+        count, sold, held = await scripts.seat_map(keys=["seats-under-test"])
+        assert (count, sorted(sold.split(",")), held) == (8, ["2", "7"], "3")
+        assert await scripts.seat_map(keys=["no-such-seats"]) == [0, "", ""]
+    finally:
+        await pipelined.aclose()
+        await redis.aclose()
+
+
+def test_rendered_seat_statuses_follow_the_taken_ids() -> None:
     meta = SessionMeta.of([SeatRow(i, f"A-{i}", "R", "10.50") for i in range(1, 8)])
-    now = 1_000_000
-    states = {
-        "1": "A",
-        "2": "S:res-1",
-        "3": f"H:hold-1:{now + 1}",  # held until just after now
-        "4": f"H:hold-2:{now}",  # expired exactly now: available
-        "5": f"H:hold-3:{now - 5000}",
-        # 6 absent: available; 7 an unknown state: not shown as taken
-        "7": "?",
-    }
-    body = b'{"session_id":1,"seats":[%b]}' % b",".join(meta.render(states, now))
+    # Ids in any order (hash order); one the metadata does not know is ignored.
+    body = b'{"session_id":1,"seats":[%b]}' % b",".join(meta.render("5,2,99", "3"))
     seat_map = SeatMap.model_validate_json(body)
     assert [(s.seat_id, s.label, s.status) for s in seat_map.seats] == [
         (1, "A-1", "available"),
         (2, "A-2", "sold"),
         (3, "A-3", "held"),
         (4, "A-4", "available"),
-        (5, "A-5", "available"),
+        (5, "A-5", "sold"),
         (6, "A-6", "available"),
         (7, "A-7", "available"),
     ]
     assert str(seat_map.seats[0].price) == "10.5"
+    assert meta.render("", "") == meta.available

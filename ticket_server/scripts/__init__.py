@@ -34,12 +34,13 @@ class Scripts:
     release: ScriptCall
     confirm: ScriptCall
     cancel: ScriptCall
+    seat_map: ScriptCall
 
 
 def register_scripts(redis: Redis, pipelined: PipelinedRedis | None = None) -> Scripts:
     """Every script on ``pipelined`` if given, else registered on ``redis`` (no round trip
     either way: loading happens on first use)."""
-    names = ("hold", "release", "confirm", "cancel")
+    names = ("hold", "release", "confirm", "cancel", "seat_map")
     if pipelined is not None:
         return Scripts(*(PipelinedScript(_source(n)).bind(pipelined) for n in names))
     return Scripts(*(redis.register_script(_source(n)) for n in names))

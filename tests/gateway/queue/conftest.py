@@ -15,7 +15,7 @@ import pytest
 import respx
 import uvicorn
 
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 from gateway.config import Settings
 from shared.tokens import issue_access_token, new_user_id
 from tests.fixtures.services import free_port
@@ -94,13 +94,20 @@ def gateway_settings(redis_url: str, **overrides: Any) -> Settings:
 
 @asynccontextmanager
 async def serve_gateway(
-    redis_url: str, router: respx.Router, **overrides: Any
+    redis_url: str,
+    router: respx.Router,
+    *,
+    adjust: Callable[[GatewayApp], None] | None = None,
+    **overrides: Any,
 ) -> AsyncIterator[httpx.AsyncClient]:
-    """A gateway served on a free port; yields a client whose base URL is it."""
+    """A gateway served on a free port; yields a client whose base URL is it. ``adjust``
+    may change the app before it serves."""
     app = create_app(
         gateway_settings(redis_url, **overrides),
         transport=httpx.MockTransport(router.async_handler),
     )
+    if adjust is not None:
+        adjust(app)
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
