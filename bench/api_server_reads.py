@@ -4,7 +4,7 @@
         [--database-url mysql+pymysql://root@127.0.0.1:3306/bx_bench_api]
 
 Migrates and seeds the database (default: a temporary SQLite file; a MariaDB URL must name
-a database of your own), starts ``boxoffice serve api`` on a free port (uvloop + httptools,
+a database of your own), starts ``boxoffice serve api`` on a free port (as served: httptools,
 one worker), and drives each endpoint with ``wrk`` in turn, printing req/s, p50 and p99 and
 the server's CPU µs per request (``/proc/<pid>/stat``). Not a test: run it alone.
 """

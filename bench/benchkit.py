@@ -13,6 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from shared.config import CommonSettings  # noqa: E402
 from tests.fixtures.services import free_port  # noqa: E402
 
 __all__ = ["ROOT", "cpu_seconds", "free_port", "load_average", "serve"]
@@ -35,11 +36,15 @@ def load_average() -> str:
         return " ".join(f.read().split()[:3])
 
 
+# The event loop the services run on (``BOXOFFICE_EVENT_LOOP``, default asyncio).
+EVENT_LOOP = CommonSettings().event_loop
+
+
 def serve(app: Any, port: int) -> None:
-    """Serve ``app`` on ``port`` the way the services run (uvloop + httptools, no access
-    log) until the process is stopped."""
+    """Serve ``app`` on ``port`` the way the services run (``EVENT_LOOP`` + httptools, no
+    access log) until the process is stopped."""
     import uvicorn
 
     uvicorn.run(
-        app, port=port, loop="uvloop", http="httptools", access_log=False, log_level="warning"
+        app, port=port, loop=EVENT_LOOP, http="httptools", access_log=False, log_level="warning"
     )

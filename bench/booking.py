@@ -4,7 +4,7 @@ with ``--gateway``, through the gateway in front of it), with p50/p99 latency.
     .venv/bin/python bench/booking.py [--duration 10] [--clients 64] [--seats 400]
         [--hot 40] [--gateway] [--database-url URL] [--redis-url URL]
 
-Starts what it needs on free ports: ticket_server (uvicorn, uvloop + httptools) and, with
+Starts what it needs on free ports: ticket_server (uvicorn, httptools) and, with
 ``--gateway``, the gateway in front of it (rate limiting off: it measures booking, not the
 limiter); a SQLite file and an embedded Valkey unless URLs are given (use your own DB index /
 database; nothing is flushed). Each target gets a fresh session per phase:
@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchkit import ROOT, cpu_seconds, free_port
+from benchkit import EVENT_LOOP, ROOT, cpu_seconds, free_port
 
 from shared.tokens import issue_access_token, issue_admission_token, new_user_id
 
@@ -98,7 +98,7 @@ def start(factory: str, port: int, env: dict[str, str]) -> subprocess.Popen[byte
     proc = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", factory, "--factory", "--port", str(port),
          "--host", "127.0.0.1", "--log-level", "warning", "--no-access-log",
-         "--loop", "uvloop", "--http", "httptools", "--backlog", "4096"],
+         "--loop", EVENT_LOOP, "--http", "httptools", "--backlog", "4096"],
         cwd=ROOT, env=env,
     )  # fmt: skip
     deadline = time.monotonic() + 30

@@ -4,7 +4,7 @@
         [--transports fast,httpx] [--redis-url redis://127.0.0.1:6379/2]
 
 Starts a tiny FastAPI upstream (a catalog-like JSON GET) and the gateway with uvicorn
-(uvloop + httptools) on free ports, drives load with ``wrk`` (``apt-get install -y wrk``;
+(``BOXOFFICE_EVENT_LOOP`` + httptools) on free ports, drives load with ``wrk`` (``apt-get install -y wrk``;
 falls back to a small aiohttp load generator), and prints: direct req/s, gateway req/s, the
 ratio, CPU µs per request of each process (from ``/proc/<pid>/stat`` utime+stime deltas), and
 the p50 latency the gateway adds at one connection. Goals (issue 3): gateway ≥ 45% of direct
@@ -24,7 +24,7 @@ import sys
 import time
 from typing import Any
 
-from benchkit import ROOT, cpu_seconds, free_port, load_average, serve
+from benchkit import EVENT_LOOP, ROOT, cpu_seconds, free_port, load_average, serve
 
 PATH = "/api/venues?offset=0&limit=20"
 
@@ -99,7 +99,7 @@ def start_gateway(
         "--port",
         str(port),
         "--loop",
-        "uvloop",
+        EVENT_LOOP,
         "--http",
         "httptools",
         "--no-access-log",

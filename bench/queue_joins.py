@@ -30,9 +30,11 @@ from gateway.queue.runtime import make_queue_redis
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.scripts import script_keys
 from gateway.queue.service import QueueService
+from shared.config import CommonSettings
 from shared.tokens import new_user_id
 
 SESSION = 990_001
+EVENT_LOOP = CommonSettings().event_loop
 
 
 async def evalsha_stats(redis: aioredis.Redis) -> tuple[int, float]:
@@ -172,11 +174,10 @@ async def scale_check(svc: QueueService, redis: aioredis.Redis, have: int, scale
 
 
 def _loop_policy() -> None:
-    try:
-        import uvloop  # the event loop uvicorn uses in production
-    except ImportError:
-        return
-    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    if EVENT_LOOP == "uvloop":  # the services' event loop (BOXOFFICE_EVENT_LOOP)
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port or spec.port,
         workers=args.workers,
-        loop="uvloop",
+        loop=CommonSettings().event_loop,
         http="httptools",
         access_log=False,  # the services write their own structured access log
         log_level=args.log_level,

@@ -108,7 +108,7 @@ class Settings(CommonSettings):
     upstream_pool_timeout_s: float = Field(default=2.0, gt=0)
     upstream_max_connections: int = Field(default=256, ge=1)
     upstream_max_keepalive: int = Field(default=128, ge=0)
-    # "fast": the gateway's own httptools transport (gateway/transport.py, chosen by
+    # "fast": the gateway's own httptools transport (svckit/http_transport.py, chosen by
     # measurement, see BENCHMARKS.md); "httpx": stock httpcore, which a plain ``respx.mock``
     # intercepts; "aiohttp": httpx-aiohttp's transport (kept for the benchmark comparison).
     upstream_transport: Literal["fast", "httpx", "aiohttp"] = "fast"

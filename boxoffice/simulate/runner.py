@@ -220,11 +220,16 @@ async def simulate(
     http = make_http_client()
     session = make_session()
     probe = RedisProbe(target.redis_url)
+    client = SimClient(session, recorder, concurrency=options.concurrency)
     timeline: list[dict[str, Any]] = []
+    # No cyclic garbage collection while the crowd runs, logins included (as ``timeit``
+    # does): its passes stalled this loop, so every latency measured in it, by up to 250 ms.
+    # Reference counting still frees nearly everything; the rest waits for the end.
+    freeze_startup_heap(enabled=True)
+    gc.disable()
     try:
         base = target.gateway_urls[0]
         label = datetime.now(UTC).strftime("%Y%m%d-%H%M%S") + f"-{rng.randrange(10**6):06d}"
-        client = SimClient(session, recorder, concurrency=options.concurrency)
         people = [
             Person(
                 index=i,
@@ -261,11 +266,6 @@ async def simulate(
             rng=rng,
         )
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
-        # No cyclic garbage collection while the crowd runs (as ``timeit`` does): its passes
-        # stalled this loop, so every latency measured in it, by up to 250 ms during the
-        # sale. Reference counting still frees nearly everything; the rest waits for the end.
-        freeze_startup_heap(enabled=True)
-        gc.disable()
         commands_before = await probe.command_counts()
         cpu_before = cpu_seconds(system_pids)
         requests_before = recorder.count()
@@ -349,6 +349,7 @@ async def simulate(
         gc.enable()
         await probe.close()
         await http.aclose()
+        await client.aclose()
         await session.close()
 
 
@@ -734,10 +735,12 @@ def run(options: SimOptions) -> int:
 
 
 def _run_loop(coro: Any) -> dict[str, Any]:
-    try:
+    # The services' event loop (``BOXOFFICE_EVENT_LOOP``): the simulator is a crowd of
+    # connections too, and an unfair loop would distort the tail it measures.
+    if CommonSettings().event_loop == "uvloop":
         import uvloop
-    except ImportError:  # pragma: no cover - declared via uvicorn[standard]
-        result: dict[str, Any] = asyncio.run(coro)
+
+        result: dict[str, Any] = uvloop.run(coro)
         return result
-    result = uvloop.run(coro)
+    result = asyncio.run(coro)
     return result

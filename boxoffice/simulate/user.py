@@ -240,14 +240,16 @@ class Simulation:
         return None
 
     def _poll_interval(self, status: dict[str, Any]) -> float:
-        # A considerate frontend: poll less when the wait is long, never slower than a third
-        # of the heartbeat timeout (polling is the heartbeat), jittered against herds.
-        ahead = int(status.get("ahead") or 0)
-        if ahead < self.stage.max_active:
-            # Next in line (within one round of slots): look often, a slot can free any time.
-            return self.options.poll_min_s * (0.8 + 0.4 * self.rng.random())
+        # A considerate frontend: poll about three times per expected wait (the server's
+        # estimate), so the interval shrinks as the turn nears and an admission is noticed
+        # within a sixth of the wait on average; never slower than a third of the heartbeat
+        # timeout (polling is the heartbeat); jittered against herds.
         estimate = status.get("estimated_wait_s")
         if estimate is None:
+            ahead = int(status.get("ahead") or 0)
+            if ahead < self.stage.max_active:
+                # No measured rate yet, next in line: a slot can free any time.
+                return self.options.poll_min_s * (0.8 + 0.4 * self.rng.random())
             estimate = ahead / self.stage.admit_per_second
         base = min(self.poll_max, max(self.options.poll_min_s, float(estimate) / 3))
         return base * (0.8 + 0.4 * self.rng.random())

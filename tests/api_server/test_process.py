@@ -1,5 +1,5 @@
 """api_server as ``make run`` starts it: ``boxoffice serve api`` in its own process
-(uvicorn factory, uvloop, httptools) over a migrated, seeded SQLite file."""
+(uvicorn factory, httptools) over a migrated, seeded SQLite file."""
 
 from __future__ import annotations
 

@@ -53,7 +53,7 @@ class Service:
         argv = [
             sys.executable, "-m", "uvicorn", self.factory, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+            "--loop", "asyncio", "--http", "httptools", "--no-access-log",
             "--log-level", "warning",
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor

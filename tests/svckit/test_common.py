@@ -34,6 +34,10 @@ def _app(ready: bool = True) -> FastAPI:
     async def conflict() -> None:
         raise Conflict("taken", conflicting_seat_ids=[1, 2])
 
+    @app.get("/big")
+    async def big() -> dict[str, list[int]]:
+        return {"n": [7] * 2000}
+
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("bug")
@@ -64,6 +68,24 @@ class TestRequestId:
         r1 = await client.get("/healthz")
         r2 = await client.get("/healthz")
         assert r1.headers["x-request-id"] != r2.headers["x-request-id"]
+
+
+class TestCompression:
+    async def test_large_answers_are_gzipped_for_clients_that_accept_it(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        plain = await client.get("/big", headers={"Accept-Encoding": "identity"})
+        zipped = await client.get("/big", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in plain.headers
+        assert zipped.headers["content-encoding"] == "gzip"
+        assert "accept-encoding" in zipped.headers["vary"].lower()
+        assert int(zipped.headers["content-length"]) * 3 < len(plain.content)
+        assert zipped.json() == plain.json() == {"n": [7] * 2000}
+        assert zipped.headers["x-request-id"]
+
+    async def test_small_answers_are_not(self, client: httpx.AsyncClient) -> None:
+        r = await client.get("/conflict", headers={"Accept-Encoding": "gzip"})
+        assert "content-encoding" not in r.headers
 
 
 class TestProblems:

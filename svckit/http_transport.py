@@ -1,5 +1,6 @@
-"""The production upstream transport: a small keep-alive HTTP/1.1 client on asyncio
-protocols and ``httptools`` (the parser uvicorn uses), behind httpx's transport API.
+"""The gateway's upstream transport (and the on-sale simulator's client): a small
+keep-alive HTTP/1.1 client on asyncio protocols and ``httptools`` (the parser uvicorn uses),
+behind httpx's transport API.
 
 Why our own: measured on this machine (BENCHMARKS.md, ``bench/gateway_proxy.py``), stock
 httpcore costs several times the upstream's own CPU per proxied request, and even building
@@ -9,8 +10,8 @@ an ``httpx.URL``/``httpx.Request`` per request costs ~100 µs. So:
   the queue's api_server client) like any httpx transport;
 - ``FastTransport.request_raw`` is the proxy's hot path: bytes in, bytes out, no httpx
   objects. Everything above it (header hygiene, retries, circuit breaker, error mapping) is
-  shared with the httpx path that the respx-based tests exercise; ``tests/gateway/
-  test_transport.py`` tests this module against a real socket server.
+  shared with the httpx path that the respx-based tests exercise; ``tests/svckit/
+  test_http_transport.py`` tests this module against a real socket server.
 
 Errors are raised as httpx exceptions (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
 ``RemoteProtocolError``, ``ReadError``, ``PoolTimeout``) so callers map one family only.

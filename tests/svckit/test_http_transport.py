@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.transport import _HIGH_WATER, FastTransport
+from svckit.http_transport import _HIGH_WATER, FastTransport
 from tests.fixtures.services import free_port
 
 BIG = 10 * 1024 * 1024
