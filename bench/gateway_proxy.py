@@ -4,11 +4,12 @@
         [--transports fast,httpx] [--redis-url redis://127.0.0.1:6379/2]
 
 Starts a tiny FastAPI upstream (a catalog-like JSON GET) and the gateway with uvicorn
-(``BOXOFFICE_EVENT_LOOP`` + httptools) on free ports, drives load with ``wrk`` (``apt-get install -y wrk``;
-falls back to a small aiohttp load generator), and prints: direct req/s, gateway req/s, the
-ratio, CPU µs per request of each process (from ``/proc/<pid>/stat`` utime+stime deltas), and
-the p50 latency the gateway adds at one connection. Goals (issue 3): gateway ≥ 45% of direct
-req/s; gateway CPU per request ≤ 2× the upstream's in the same run.
+(``BOXOFFICE_EVENT_LOOP`` + httptools) on free ports, drives load with ``wrk``
+(``apt-get install -y wrk``; falls back to a small aiohttp load generator), and prints:
+direct req/s, gateway req/s, the ratio, CPU µs per request of each process (from
+``/proc/<pid>/stat`` utime+stime deltas), and the p50 latency the gateway adds at one
+connection. Goals (issue 3): gateway ≥ 45% of direct req/s; gateway CPU per request ≤ 2×
+the upstream's in the same run.
 """
 
 from __future__ import annotations

@@ -278,9 +278,18 @@ class _Pool:
             waiter: asyncio.Future[_Conn | None] = self.loop.create_future()
             self.waiters.append(waiter)
             try:
-                got = await asyncio.wait_for(waiter, pool_timeout)
-            except TimeoutError as e:
-                raise httpx.PoolTimeout("no free upstream connection in time") from e
+                async with asyncio.timeout(pool_timeout):
+                    got = await waiter
+            except BaseException as e:
+                # Timed out or cancelled just as a connection was handed over: give it back
+                # rather than leak the pool slot.
+                if waiter.done() and not waiter.cancelled():
+                    handed = waiter.result()
+                    if handed is not None:
+                        self.release(handed)
+                if isinstance(e, TimeoutError):
+                    raise httpx.PoolTimeout("no free upstream connection in time") from e
+                raise
             finally:
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
@@ -290,16 +299,16 @@ class _Pool:
 
     async def _connect(self, timeout: float | None) -> _Conn:
         try:
-            _, conn = await asyncio.wait_for(
-                self.loop.create_connection(
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation
+            # that arrives as the connection completes, and the caller then never stops.
+            async with asyncio.timeout(timeout):
+                _, conn = await self.loop.create_connection(
                     lambda: _Conn(self),
                     self.host,
                     self.port,
                     ssl=self.ssl_context,
                     server_hostname=self.host if self.ssl_context else None,
-                ),
-                timeout,
-            )
+                )
         except TimeoutError as e:
             self._slot_freed()
             raise httpx.ConnectTimeout(f"connect to {self.host}:{self.port} timed out") from e

@@ -218,14 +218,14 @@ class PipelinedRedis:
     async def _connect(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         try:
-            _, proto = await asyncio.wait_for(
-                loop.create_connection(
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for loses a cancellation
+            # that arrives as the awaited call completes.
+            async with asyncio.timeout(self._timeout_s):
+                _, proto = await loop.create_connection(
                     lambda: _Protocol(loop, self._timeout_s, self._window_s, self._decode),
                     self._host,
                     self._port,
-                ),
-                self._timeout_s,
-            )
+                )
         except TimeoutError as e:
             raise RedisTimeout(f"no connection to Redis within {self._timeout_s}s") from e
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import json
 import os
@@ -41,6 +40,7 @@ from shared.keys import WORKER_GROUP, events_stream
 from svckit.gc_tuning import freeze_startup_heap
 
 SAMPLE_EVERY_S = 0.5
+STOP_TIMEOUT_S = 5.0
 
 
 class RedisProbe:
@@ -168,7 +168,8 @@ async def _sampler(
     finally:
         for task in pollers:
             task.cancel()
-        await asyncio.gather(*pollers, return_exceptions=True)
+        # Bounded: a poller that missed its cancellation must not hang the report.
+        await asyncio.wait(pollers, timeout=STOP_TIMEOUT_S)
 
 
 def queue_gauges(text: str, session_id: int) -> dict[str, int | None]:
@@ -297,8 +298,7 @@ async def simulate(
         cpu_after = cpu_seconds(system_pids)
         requests = recorder.count() - requests_before
         sampler.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sampler
+        await asyncio.wait({sampler}, timeout=2 * STOP_TIMEOUT_S)
         verification = await verify(
             http,
             base,

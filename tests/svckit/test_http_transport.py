@@ -275,3 +275,25 @@ async def test_body_delimited_by_connection_close(
     status, _, data = await _get(transport, upstream.port, b"/eof")
     assert (status, data) == (200, b"until the end")
     assert (await _get(transport, upstream.port, b"/ok"))[2] == b"ok"
+
+
+async def test_a_waiter_cancelled_as_the_connection_arrives_stops_and_returns_it(
+    upstream: Upstream,
+) -> None:
+    """Python 3.11's ``wait_for`` would return the connection and lose the cancellation
+    (the caller never stops); the pool must also not lose the connection either way."""
+    t = FastTransport(max_connections=1)
+    pool = t._pool("127.0.0.1", upstream.port, False)
+    held = await pool.acquire(1.0, 5.0)
+    waiting = asyncio.ensure_future(pool.acquire(1.0, 5.0))
+    await asyncio.sleep(0.01)  # now queued behind the only connection
+    pool.release(held)  # hands it to the waiter ...
+    waiting.cancel()  # ... which is cancelled before it runs again
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert pool.idle == [held]
+    assert pool.total == 1
+    again = await pool.acquire(1.0, 0.5)  # the slot is usable, not leaked
+    assert again is held
+    held.close()
+    await t.aclose()
