@@ -54,11 +54,11 @@ class CommonSettings(BaseSettings):
     # Freeze the start-up heap out of the garbage collector's full passes (svckit/gc_tuning.py).
     # ``boxoffice serve`` turns it on; off by default so in-process test apps leave it alone.
     gc_freeze: bool = False
-    # The event loop of served processes and the simulator. uvloop is faster per request
-    # when lightly loaded, but under saturation it serves connections unfairly: measured
-    # with wrk (256 connections, 8 s, a 0.5 ms/request app) p99 167 ms but max 2.5 s, up to
-    # 7.5 s p99 over 10 s, against a max of 0.33 s with asyncio's loop at the same req/s.
-    # An on-sale is saturation, and its tail is what people feel (BENCHMARKS.md).
+    # The event loop of served processes and the simulator. Saturated, uvloop serves
+    # connections unfairly: with wrk (256 connections, 5 s runs, a 0.5 ms/request app) its
+    # p99 was 3.1-3.6 s and its max ~5 s, against p99 <= 0.25 s and max <= 0.3 s on asyncio's
+    # loop at the same req/s. An on-sale is saturation, and its tail is what people feel
+    # (BENCHMARKS.md, "Event loop").
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
     def resolved_database_url(self) -> str:

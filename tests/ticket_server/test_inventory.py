@@ -41,8 +41,16 @@ def load_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 async def test_concurrent_first_requests_on_two_instances_load_once(
-    make_client, session: CatalogSession, load_calls, redis_sync
+    make_client, session: CatalogSession, load_calls, redis_sync, monkeypatch
 ):
+    builds: list[int] = []
+    real_of = SessionMeta.of
+
+    def counting_of(cls, seats):
+        builds.append(len(seats))
+        return real_of(seats)
+
+    monkeypatch.setattr(SessionMeta, "of", classmethod(counting_of))
     a, b = await make_client(), await make_client()
     sid = session.session_id
     users = [User.new() for _ in range(20)]
@@ -62,6 +70,8 @@ async def test_concurrent_first_requests_on_two_instances_load_once(
     )
     assert [r.status_code for r in rs] == [200] * 20 + [201] * 10
     assert load_calls == [sid]
+    # The seat metadata is built once per instance, not once per concurrent request.
+    assert builds == [len(session.seat_ids)] * 2
     assert redis_sync.sismember(keys.EVENT_STREAMS, str(sid))
     assert int(redis_sync.hget(keys.session_info(sid), "seat_count")) == len(session.seat_ids)
     assert not redis_sync.exists(keys.inventory_lock(sid))
