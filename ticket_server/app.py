@@ -23,6 +23,7 @@ from ticket_server.config import Settings
 from ticket_server.dependencies import Ticketing
 from ticket_server.errors import add_storage_handlers
 from ticket_server.holds.router import router as holds_router
+from ticket_server.inventory.fast import SeatMapFastPath
 from ticket_server.inventory.router import router as inventory_router
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
@@ -134,6 +135,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    # Added first, so it sits inside the common middleware (request id, metrics, gzip).
+    app.add_middleware(SeatMapFastPath)
     service_metrics = install_common(
         app, service="ticket_server", checks={"redis": _check_redis, "database": _check_database}
     )

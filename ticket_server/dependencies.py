@@ -78,19 +78,24 @@ def _unexpired(expires_at: int) -> None:
         raise InvalidToken("expired")
 
 
+def authenticate(token: str | None, *, settings: Settings) -> AccessClaims:
+    """The caller of a bearer ``token`` (None: no usable ``Authorization``), else 401."""
+    if not token:
+        raise Unauthorized("An access token is required (Authorization: Bearer <token>).")
+    try:
+        claims = _access_claims(token, settings.secret_key)
+        _unexpired(claims.expires_at)
+    except InvalidToken as e:
+        raise Unauthorized("The access token is invalid or expired.") from e
+    return claims
+
+
 async def current_user(
     ctx: TicketingDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccessClaims:
     """The caller, from ``Authorization: Bearer`` (never from ``X-User-Id``)."""
-    if credentials is None:
-        raise Unauthorized("An access token is required (Authorization: Bearer <token>).")
-    try:
-        claims = _access_claims(credentials.credentials, ctx.settings.secret_key)
-        _unexpired(claims.expires_at)
-    except InvalidToken as e:
-        raise Unauthorized("The access token is invalid or expired.") from e
-    return claims
+    return authenticate(credentials.credentials if credentials else None, settings=ctx.settings)
 
 
 CurrentUser = Annotated[AccessClaims, Depends(current_user)]
