@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,13 +47,7 @@ from gateway.routes import Match, PathRejected, RouteTable, check_path
 from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
 from shared.tokens import AccessClaims, InvalidToken, verify_access_token, verify_admission_token
 from svckit.errors import AppError
-from svckit.middleware import sane_request_id
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from svckit.middleware import ASGIApp, Message, Receive, Scope, Send, sane_request_id
 
 access_log = logging.getLogger("boxoffice.access")
 log = logging.getLogger("boxoffice.gateway")

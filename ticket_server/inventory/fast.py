@@ -13,21 +13,14 @@ again is safe).
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from types import SimpleNamespace
-from typing import Any
 
 from fastapi.security.utils import get_authorization_scheme_param
 
 from svckit.errors import AppError, problem_response
+from svckit.middleware import ASGIApp, Receive, Scope, Send
 from ticket_server.dependencies import Ticketing, authenticate, verify_admission
 from ticket_server.ids import MAX_ID
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _PATH = re.compile(r"/api/ticketing/sessions/(\d{1,16})/seats\Z")
 # What FastAPI's routing would have put in the scope: the access log and the metrics label
