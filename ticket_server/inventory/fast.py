@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 from fastapi.security.utils import get_authorization_scheme_param
 
-from svckit.errors import AppError, problem_response
+from svckit.errors import AppError, app_error_response
 from svckit.middleware import ASGIApp, Receive, Scope, Send
 from ticket_server.dependencies import Ticketing, authenticate, verify_admission
 from ticket_server.ids import MAX_ID
@@ -60,16 +60,7 @@ class SeatMapFastPath:
             verify_admission(admission, settings=ctx.settings, user=user, session_id=session_id)
             body = await ctx.inventory.seat_map_json(session_id)
         except AppError as e:
-            problem = problem_response(
-                status=e.status,
-                title=e.title,
-                detail=e.detail,
-                slug=e.slug,
-                request_id=state.get("request_id"),
-                headers=e.headers,
-                **e.extra,
-            )
-            await problem(scope, receive, send)
+            await app_error_response(e, state.get("request_id"))(scope, receive, send)
             return
         except Exception:
             await self.app(scope, receive, send)
