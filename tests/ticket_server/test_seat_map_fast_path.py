@@ -68,7 +68,7 @@ async def test_seat_map_answers_match_fastapi(
     assert held.status_code == 201
     fallbacks.clear()
 
-    cases: list[tuple[str, dict[str, str]]] = [
+    cases: list[tuple[str, dict[str, Any]]] = [
         (url, me.headers(sid)),  # 200, two seats held
         (url, {**me.headers(sid), "Accept-Encoding": "gzip"}),
         (url, {}),  # 401: no token
@@ -77,7 +77,12 @@ async def test_seat_map_answers_match_fastapi(
         (url, me.auth()),  # 403: no admission
         (url, {**me.auth(), "X-Admission-Token": me.admission(sid + 1)}),  # 403: other session
         (url, {**me.auth(), "X-Admission-Token": other.admission(sid)}),  # 403: other user
+        (url, {"Authorization": "Bearer a.b.c", "X-Admission-Token": "x" * 8000}),  # 401
+        (url, {**me.auth(), "X-Admission-Token": b"\xc3\xa9t\xe9.\xff.\x01"}),  # 403
+        (url, {**me.auth(), "X-Admission-Token": "x" * 8000}),  # 403: oversized junk
         ("/api/ticketing/sessions/999999/seats", me.headers(999_999)),  # 404
+        ("/api/ticketing/sessions/99999999999999999999/seats", me.headers(sid)),  # 422
+        ("/api/ticketing/sessions/abc/seats", me.headers(sid)),  # 422
         ("/api/ticketing/sessions/0/seats", me.headers(sid)),  # 422, FastAPI's
     ]
     for path, headers in cases:
@@ -87,7 +92,11 @@ async def test_seat_map_answers_match_fastapi(
     first = (await fast.get(url, headers=me.headers(sid))).json()
     assert [s["status"] for s in first["seats"][:3]] == ["held", "held", "available"]
     # Only the id out of range reached FastAPI.
-    assert fallbacks == ["/api/ticketing/sessions/0/seats"]
+    assert fallbacks == [
+        "/api/ticketing/sessions/99999999999999999999/seats",
+        "/api/ticketing/sessions/abc/seats",
+        "/api/ticketing/sessions/0/seats",
+    ]
     # Metrics and access log still name the route template, not the raw path.
     metrics = (await fast.get("/metrics")).text
     assert 'route="/api/ticketing/sessions/{session_id}/seats"' in metrics
