@@ -32,6 +32,7 @@ from gateway.queue.service import TICK_S, QueueService, QueueUnavailable
 from shared import keys
 from shared.events import ReservationCompleted, parse_event
 from svckit.errors import AppError
+from svckit.single_flight import SingleFlight
 
 log = logging.getLogger("boxoffice.gateway.queue")
 
@@ -114,17 +115,22 @@ class SessionRegistry:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._registered: dict[int, float] = {}
+        self._registering: SingleFlight[int, None] = SingleFlight()
 
     async def register(self, session_id: int) -> None:
-        """Note a join (at most once per second per session from this instance)."""
-        now = time.monotonic()
-        if self._registered.get(session_id, 0.0) > now:
+        """Note a join (at most once per second per session from this instance). Joins
+        arriving while it is being noted wait for that one write: at opening thousands
+        arrive together, and one write each would queue them all on the Redis pool."""
+        if self._registered.get(session_id, 0.0) > time.monotonic():
             return
+        await self._registering.run(session_id, self._register)
+
+    async def _register(self, session_id: int) -> None:
         try:
             await self.redis.zadd(keys.queue_sessions(), {str(session_id): int(time.time() * 1000)})
         except (RedisError, OSError) as e:
             raise QueueUnavailable(str(e)) from e
-        self._registered[session_id] = now + REGISTRY_REFRESH_S
+        self._registered[session_id] = time.monotonic() + REGISTRY_REFRESH_S
 
     async def sessions(self) -> list[int]:
         """Sessions joined within the retention time."""

@@ -4,7 +4,6 @@ one upstream request: at on-sale time thousands of joins arrive for the same ses
 
 from __future__ import annotations
 
-import asyncio
 import time
 from datetime import datetime
 
@@ -13,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from gateway.queue.schemas import QueuePolicy, SessionFacts
 from svckit.errors import NotFound, ServiceUnavailable
+from svckit.single_flight import SingleFlight
 
 
 class _PolicyBody(BaseModel):
@@ -44,7 +44,7 @@ class SessionFactsClient:
         self.ttl_s = ttl_s
         self.missing_ttl_s = missing_ttl_s
         self._cache: dict[int, tuple[float, SessionFacts | None]] = {}
-        self._inflight: dict[int, asyncio.Future[SessionFacts | None]] = {}
+        self._fetching: SingleFlight[int, SessionFacts | None] = SingleFlight()
 
     def cached(self, session_id: int) -> SessionFacts | None:
         """The cached facts, even if stale (for estimates when api_server is away)."""
@@ -57,22 +57,7 @@ class SessionFactsClient:
         if entry is not None and entry[0] > time.monotonic():
             facts = entry[1]
         else:
-            pending = self._inflight.get(session_id)
-            if pending is None:
-                pending = asyncio.get_running_loop().create_future()
-                self._inflight[session_id] = pending
-                try:
-                    facts = await self._fetch(session_id)
-                except BaseException as e:
-                    pending.set_exception(e)
-                    pending.exception()  # retrieved: waiters re-raise it, nobody logs it twice
-                    raise
-                else:
-                    pending.set_result(facts)
-                finally:
-                    del self._inflight[session_id]
-            else:
-                facts = await asyncio.shield(pending)
+            facts = await self._fetching.run(session_id, self._fetch)
         if facts is None:
             raise NotFound(f"session {session_id} does not exist")
         return facts

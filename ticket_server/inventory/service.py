@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
 import anyio.to_thread
@@ -24,12 +23,11 @@ from sqlalchemy import Engine
 
 from shared import keys
 from shared.schemas.common import price_json
+from svckit.single_flight import SingleFlight
 from ticket_server.errors import NotFound, ServiceUnavailable
 from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
 from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import ScriptCall
-
-T = TypeVar("T")
 
 _LOCK_TTL_MS = 30_000
 _POLL_S = 0.01
@@ -91,21 +89,6 @@ class SessionMeta:
         return parts
 
 
-async def _single_flight(
-    in_flight: dict[int, asyncio.Future[T]],
-    key: int,
-    start: Callable[[int], Coroutine[Any, Any, T]],
-) -> T:
-    """``start(key)``'s result, shared by every caller that asks while it is running."""
-    task = in_flight.get(key)
-    if task is None:
-        task = asyncio.ensure_future(start(key))
-        in_flight[key] = task
-        task.add_done_callback(lambda _: in_flight.pop(key, None))
-    # shield: one caller giving up (client gone) must not cancel the others' work.
-    return await asyncio.shield(task)
-
-
 class Inventory:
     """Loads seat maps into Redis and caches their static metadata in-process."""
 
@@ -125,8 +108,8 @@ class Inventory:
         self._load_wait_s = load_wait_s
         self._unlock = redis.register_script(_UNLOCK)
         self._meta: dict[int, SessionMeta] = {}
-        self._loading: dict[int, asyncio.Future[None]] = {}
-        self._meta_loading: dict[int, asyncio.Future[SessionMeta]] = {}
+        self._loading: SingleFlight[int, None] = SingleFlight()
+        self._meta_loading: SingleFlight[int, SessionMeta] = SingleFlight()
 
     async def ensure_loaded(self, session_id: int) -> None:
         """Make sure the session's seat map is in Redis (404 for an unknown session).
@@ -134,7 +117,7 @@ class Inventory:
         Concurrent callers in this process share one attempt: at on-sale time hundreds of
         first requests arrive together, and each polling Redis would swamp both.
         """
-        await _single_flight(self._loading, session_id, self._ensure_loaded)
+        await self._loading.run(session_id, self._ensure_loaded)
 
     async def _ensure_loaded(self, session_id: int) -> None:
         info = keys.session_info(session_id)
@@ -206,7 +189,7 @@ class Inventory:
         cached = self._meta.get(session_id)
         if cached is not None:
             return cached
-        return await _single_flight(self._meta_loading, session_id, self._read_meta)
+        return await self._meta_loading.run(session_id, self._read_meta)
 
     async def _read_meta(self, session_id: int) -> SessionMeta:
         await self.ensure_loaded(session_id)
