@@ -25,7 +25,15 @@ import sys
 import time
 from typing import Any
 
-from benchkit import EVENT_LOOP, ROOT, cpu_seconds, free_port, load_average, serve
+from benchkit import (
+    EVENT_LOOP,
+    LIMITER_ADMITS_ALL,
+    ROOT,
+    cpu_seconds,
+    free_port,
+    load_average,
+    serve,
+)
 
 PATH = "/api/venues?offset=0&limit=20"
 
@@ -91,6 +99,8 @@ def start_gateway(
     if not args.rate_limit:
         # This benchmark measures the proxy; bench/ratelimit measures the limiter's cost.
         env["BOXOFFICE_RATE_LIMIT"] = '{"enabled": false}'
+    else:
+        env.setdefault("BOXOFFICE_RATE_LIMIT", LIMITER_ADMITS_ALL)
     argv = [
         sys.executable,
         "-m",
@@ -187,7 +197,10 @@ def main() -> int:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
     parser.add_argument("--log-level", default="WARNING", help="the gateway's log level")
     parser.add_argument(
-        "--rate-limit", action="store_true", help="keep the gateway's default rate limiting on"
+        "--rate-limit",
+        action="store_true",
+        help="keep the gateway's rate limiting on (admitting every request, unless "
+        "BOXOFFICE_RATE_LIMIT says otherwise)",
     )
     args = parser.parse_args()
 

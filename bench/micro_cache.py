@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 import gateway_proxy as gp  # the stand-in upstream, the gateway process, the load generator
-from benchkit import free_port, serve
+from benchkit import LIMITER_ADMITS_ALL, free_port, serve
 
 PATH = gp.PATH
 
@@ -73,9 +73,7 @@ def main() -> int:
         return 0
 
     if args.rate_limit:
-        os.environ["BOXOFFICE_RATE_LIMIT"] = json.dumps(
-            {"policies": {"browse": {"rate": 1_000_000, "burst": 1_000_000}}}
-        )
+        os.environ["BOXOFFICE_RATE_LIMIT"] = LIMITER_ADMITS_ALL
     print(f"cores: {os.cpu_count()}; {args.connections} connections, {args.duration:.0f}s per run")
     up_port = free_port()
     upstream = subprocess.Popen([sys.executable, __file__, "--serve-upstream", str(up_port)])
