@@ -24,6 +24,7 @@ from gateway.cache import MicroCache
 from gateway.config import Settings
 from gateway.front import GatewayFront
 from gateway.identity.router import router as identity_router
+from gateway.identity.tokens import VerifiedTokens
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
     Upstream,
@@ -198,6 +199,7 @@ def create_app(
     app.state.rate_limiter = None
     app.state.micro_cache = None
     app.state.client_address = socket_peer
+    app.state.access_tokens = VerifiedTokens(settings.secret_key)
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
     app.include_router(identity_router, prefix="/api/auth", tags=["identity"])

@@ -27,6 +27,7 @@ from starlette.datastructures import State
 
 from gateway.cache import CachedResponse, MicroCache
 from gateway.config import Settings
+from gateway.identity.tokens import VerifiedTokens
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
     _BUFFER_BODY_BELOW,
@@ -45,7 +46,7 @@ from gateway.proxy import (
 from gateway.ratelimit_api import ClientAddressResolver, RateLimiter
 from gateway.routes import Match, PathRejected, RouteTable, check_path
 from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
-from shared.tokens import AccessClaims, InvalidToken, verify_access_token, verify_admission_token
+from shared.tokens import AccessClaims, InvalidToken, verify_admission_token
 from svckit.errors import AppError
 from svckit.middleware import ASGIApp, Message, Receive, Scope, Send, sane_request_id
 
@@ -61,7 +62,6 @@ _CORS_ALLOW_HEADERS = (
 _CORS_EXPOSE = (
     b"x-request-id, retry-after, ratelimit-limit, ratelimit-remaining, ratelimit-reset, location"
 )
-_TOKEN_CACHE_MAX = 20_000
 # Responses up to this size (by Content-Length) are read whole before being sent on.
 _SMALL_RESPONSE = 64 * 1024
 
@@ -155,22 +155,9 @@ class GatewayFront:
         origins = settings.cors_origins
         self.cors_any = "*" in origins
         self.cors_origins = frozenset(o.encode() for o in origins if o != "*")
-        self._tokens: dict[str, AccessClaims] = {}
+        self.tokens: VerifiedTokens = state.access_tokens
 
     # --- identity -------------------------------------------------------------------------
-
-    def _verify(self, token: str) -> AccessClaims:
-        """Verify an access token; valid tokens are cached (users poll with the same one)."""
-        claims = self._tokens.get(token)
-        if claims is not None:
-            if claims.expires_at > time.time():
-                return claims
-            del self._tokens[token]
-        claims = verify_access_token(token, secret=self.secret)
-        if len(self._tokens) >= _TOKEN_CACHE_MAX:
-            self._tokens.clear()  # cheap bound; a miss only costs one verification
-        self._tokens[token] = claims
-        return claims
 
     def _admission(self, match: Match, token: bytes | None, user: AccessClaims) -> None:
         if not token:
@@ -346,7 +333,7 @@ class GatewayFront:
                 try:
                     if scheme.lower() != b"bearer" or not token:
                         raise InvalidToken("not a Bearer token")
-                    user = self._verify(token.strip().decode("ascii"))
+                    user = self.tokens.verify(token.strip().decode("ascii"))
                 except (InvalidToken, UnicodeDecodeError) as e:
                     if route.auth:
                         raise _unauthorized(f"invalid access token: {e}", True) from e
