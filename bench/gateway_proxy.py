@@ -190,9 +190,9 @@ def measure(
     return rps, p50, cpu_us
 
 
-def added_latency(direct_url: str, gw_url: str, rounds: int) -> tuple[float, float, float]:
-    """Median p50 at one connection, direct and through the gateway, and the median of the
-    per-round differences. Direct and gateway runs alternate (2 s each): the machine's speed
+def added_latency(direct_url: str, gw_url: str, rounds: int) -> tuple[float, float, list[float]]:
+    """Median p50 at one connection, direct and through the gateway, and each round's
+    difference. Direct and gateway runs alternate (2 s each): the machine's speed
     drifts by more than the difference being measured, so both sides of a difference are
     measured a moment apart."""
     direct: list[float] = []
@@ -201,7 +201,7 @@ def added_latency(direct_url: str, gw_url: str, rounds: int) -> tuple[float, flo
         direct.append(load(direct_url, 1, 2)[2])
         through.append(load(gw_url, 1, 2)[2])
     added = [g - d for d, g in zip(direct, through, strict=True)]
-    return statistics.median(direct), statistics.median(through), statistics.median(added)
+    return statistics.median(direct), statistics.median(through), added
 
 
 def main() -> int:
@@ -258,8 +258,8 @@ def main() -> int:
             )
             print(
                 f"  p50 at one connection: direct {d_p50:.3f} ms, through the gateway "
-                f"{g_p50:.3f} ms  | added p50@1conn {added:+.3f} ms"
-                f" (median of {args.rounds} alternating pairs)"
+                f"{g_p50:.3f} ms  | added p50@1conn {statistics.median(added):+.3f} ms"
+                f" (median of alternating pairs: {' '.join(f'{a:+.3f}' for a in added)})"
             )
             gateway.terminate()
             gateway.wait(10)
