@@ -5,9 +5,9 @@ must not buffer streamed bodies."""
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -30,7 +30,10 @@ def sane_request_id(raw: bytes | None) -> str:
     """The client's request id if it is sane (1..128 of ``[A-Za-z0-9._-]``), else a new one."""
     if raw is not None and _REQUEST_ID_RE.match(raw):
         return raw.decode("ascii")
-    return uuid.uuid4().hex
+    # 128 random bits as 32 hex digits, like uuid4().hex, at a seventh of its cost (no
+    # getrandom() call per request): an id for correlating logs, not a secret. The generator
+    # is seeded from the OS per process and re-seeded in forked children.
+    return f"{random.getrandbits(128):032x}"
 
 
 async def send_problem(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -11,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from svckit.app import install_common
 from svckit.errors import Conflict
+from svckit.middleware import sane_request_id
 
 
 class Body(BaseModel):
@@ -153,3 +156,21 @@ class TestOps:
         await client.get("/healthz")
         text = (await client.get("/metrics")).text
         assert 'boxoffice_http_requests_total{method="GET",route="/healthz"' in text
+
+
+def test_new_request_ids_are_128_random_bits_in_hex_and_differ_across_forks() -> None:
+    ids = {sane_request_id(None) for _ in range(10_000)}
+    assert len(ids) == 10_000
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert sane_request_id(b"client-given.id_1") == "client-given.id_1"
+    assert sane_request_id(b"bad id with spaces") not in ids
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its next id must not repeat the parent's
+        os.write(write, sane_request_id(None).encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.close(write)
+    assert child != sane_request_id(None)
