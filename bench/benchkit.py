@@ -14,9 +14,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from shared.config import CommonSettings  # noqa: E402
+from svckit.http_server import HTTP_PROTOCOL  # noqa: E402
 from tests.fixtures.services import EmbeddedRedis, free_port  # noqa: E402
 
 __all__ = [
+    "HTTP_PROTOCOL",
     "LIMITER_ADMITS_ALL",
     "ROOT",
     "cpu_seconds",
@@ -64,10 +66,10 @@ EVENT_LOOP = CommonSettings().event_loop
 
 
 def serve(app: Any, port: int) -> None:
-    """Serve ``app`` on ``port`` the way the services run (``EVENT_LOOP`` + httptools, no
-    access log) until the process is stopped."""
+    """Serve ``app`` on ``port`` the way the services run (``EVENT_LOOP``, httptools with one
+    write per response, no access log) until the process is stopped."""
     import uvicorn
 
     uvicorn.run(
-        app, port=port, loop=EVENT_LOOP, http="httptools", access_log=False, log_level="warning"
+        app, port=port, loop=EVENT_LOOP, http=HTTP_PROTOCOL, access_log=False, log_level="warning"
     )

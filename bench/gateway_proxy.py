@@ -4,8 +4,9 @@
         [--transports fast,httpx] [--rate-limit] [--redis-url redis://127.0.0.1:6379/2]
 
 Starts a tiny FastAPI upstream (a catalog-like JSON GET) and the gateway with uvicorn
-(``BOXOFFICE_EVENT_LOOP`` + httptools) on free ports, drives load with ``wrk``
-(``apt-get install -y wrk``; falls back to a small aiohttp load generator), and prints:
+(``BOXOFFICE_EVENT_LOOP`` + httptools, as ``boxoffice serve`` runs them) on free ports,
+drives load with ``wrk`` (``apt-get install -y wrk``; falls back to a small aiohttp load
+generator), and prints:
 direct req/s, gateway req/s, the ratio, CPU µs per request of each process (from
 ``/proc/<pid>/stat`` utime+stime deltas), and the p50 latency the gateway adds at one
 connection (direct and gateway runs alternating, the median of the differences). Goals
@@ -29,6 +30,7 @@ from typing import Any
 
 from benchkit import (
     EVENT_LOOP,
+    HTTP_PROTOCOL,
     LIMITER_ADMITS_ALL,
     ROOT,
     cpu_seconds,
@@ -114,7 +116,7 @@ def start_gateway(
         "--loop",
         EVENT_LOOP,
         "--http",
-        "httptools",
+        "httptools" if getattr(args, "stock_http", False) else HTTP_PROTOCOL,
         "--no-access-log",
         "--log-level",
         "warning",
@@ -215,6 +217,11 @@ def main() -> int:
     )
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
     parser.add_argument("--log-level", default="WARNING", help="the gateway's log level")
+    parser.add_argument(
+        "--stock-http",
+        action="store_true",
+        help="serve the gateway with uvicorn's own httptools protocol (two writes a response)",
+    )
     parser.add_argument(
         "--rate-limit",
         action="store_true",

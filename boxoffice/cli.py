@@ -14,6 +14,7 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from boxoffice.services import SERVICES
+    from svckit.http_server import HTTP_PROTOCOL
 
     spec = SERVICES[args.service]
     # A served process freezes its start-up heap (svckit/gc_tuning.py); the environment
@@ -26,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=args.port or spec.port,
         workers=args.workers,
         loop=CommonSettings().event_loop,
-        http="httptools",
+        http=HTTP_PROTOCOL,  # httptools, one write per response
         access_log=False,  # the services write their own structured access log
         log_level=args.log_level,
     )

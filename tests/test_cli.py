@@ -138,4 +138,4 @@ def test_serve_runs_the_configured_event_loop(
         monkeypatch.delenv("BOXOFFICE_EVENT_LOOP")
     assert main(["serve", "gateway", "--port", "1"]) == 0
     assert seen["loop"] == loop
-    assert seen["http"] == "httptools"
+    assert seen["http"] == "svckit.http_server:CoalescingHttpToolsProtocol"

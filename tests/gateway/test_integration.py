@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from boxoffice.seed import seed_demo
+from svckit.http_server import HTTP_PROTOCOL
 from tests.fixtures.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -53,7 +54,7 @@ class Service:
         argv = [
             sys.executable, "-m", "uvicorn", self.factory, "--factory",
             "--host", "127.0.0.1", "--port", str(self.port),
-            "--loop", "asyncio", "--http", "httptools", "--no-access-log",
+            "--loop", "asyncio", "--http", HTTP_PROTOCOL, "--no-access-log",
             "--log-level", "warning",
         ]  # fmt: skip
         with open(self.log_path, "ab") as log:  # the child keeps its own descriptor

@@ -18,6 +18,7 @@ import uvicorn
 from gateway.app import GatewayApp, create_app
 from gateway.config import Settings
 from shared.tokens import issue_access_token, new_user_id
+from svckit.http_server import HTTP_PROTOCOL
 from tests.fixtures.services import free_port
 
 SECRET = "queue-test-secret-0123456789abcdef0123456789"
@@ -110,7 +111,14 @@ async def serve_gateway(
         adjust(app)
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            http=HTTP_PROTOCOL,
+            log_level="warning",
+            lifespan="on",
+        )
     )
     task = asyncio.create_task(server.serve())
     while not server.started:
