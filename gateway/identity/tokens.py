@@ -1,11 +1,11 @@
 """Access tokens this gateway instance has verified or issued, with their claims.
 
 Every request of a signed-in user carries the same token, and verifying it (PyJWT, HS256)
-cost about 37 µs: at on-sale time a fifth of the gateway's CPU in the opening burst went to
-verifying tokens it had itself signed seconds before. A token it issued needs no
-verification, and the user's next requests usually come on the same keep-alive connection,
-so to this instance: issuing records the claims too. Claims are dropped at the token's
-expiry; the store is bounded (a miss only costs one verification)."""
+costs about 37 µs. In the opening second of an on-sale a fifth of the gateway's time went
+to verifying, on each waiter's first request, tokens it had itself signed seconds before.
+A token it issued needs no verification, and the user's next requests usually come on the
+same keep-alive connection, so to this instance: issuing records the claims too. Claims
+are dropped at the token's expiry; the store is bounded (a miss costs one verification)."""
 
 from __future__ import annotations
 
