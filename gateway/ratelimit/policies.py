@@ -96,11 +96,14 @@ class RateLimitSettings(BaseModel):
     # The limiter's own connection pool (blocking: a request waits for a free connection
     # within the timeout instead of failing, as redis-py's default pool does past 100).
     redis_max_connections: int = Field(default=64, ge=1)
-    # While busy (a recent write to Redis carried more than one command), limiter commands
-    # are collected for this long and written together; one at a time never waits. Fewer,
-    # larger writes halve the limiter's cost under load (bench/ratelimit.py, BENCHMARKS.md)
-    # for at most this much latency. 0 writes every loop iteration's commands at once.
-    redis_batch_window_ms: float = Field(default=1.0, ge=0, le=10)
+    # 0: the limiter commands of one event-loop iteration go to Redis in one write. Above
+    # 0, while busy (a recent write carried more than one command), commands are also
+    # collected for this long. That halved the limiter's cost once; since responses go out
+    # in one write (svckit/http_server.py) it costs throughput instead: at 64 connections
+    # 1 ms gave 11,000-12,300 cached answers/s against 14,600-16,600 with 0, and a limiter
+    # cost of 20-27 % against 16-19 % (bench/micro_cache.py, bench/ratelimit.py;
+    # BENCHMARKS.md, fourth session).
+    redis_batch_window_ms: float = Field(default=0.0, ge=0, le=10)
     # After a Redis failure, requests go straight to the fallback for this long; then one
     # request probes Redis again (so a dead Redis costs one timeout per cool-down, not one
     # per request).
