@@ -4,8 +4,13 @@ script of it runs); puts the repository root on ``sys.path`` for the project's p
 
 from __future__ import annotations
 
+import argparse
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +26,13 @@ __all__ = [
     "HTTP_PROTOCOL",
     "LIMITER_ADMITS_ALL",
     "ROOT",
+    "add_store_arguments",
     "cpu_seconds",
     "free_port",
     "load_average",
     "redis_for_bench",
     "serve",
+    "stores_for_bench",
 ]
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -53,6 +60,26 @@ def redis_for_bench(url: str | None) -> tuple[str, EmbeddedRedis | None]:
     server = EmbeddedRedis()
     server.start()
     return server.url, server
+
+
+def add_store_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--database-url`` and ``--redis-url``, both optional (see :func:`stores_for_bench`)."""
+    parser.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
+    parser.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+
+
+@contextmanager
+def stores_for_bench(database_url: str | None, redis_url: str | None) -> Iterator[tuple[str, str]]:
+    """(database URL, Redis URL) for a run: the given ones, else a temporary SQLite file and
+    a private embedded Valkey, removed and stopped on exit."""
+    tmp = Path(tempfile.mkdtemp(prefix="bx-bench-"))
+    url, embedded = redis_for_bench(redis_url)
+    try:
+        yield database_url or f"sqlite:///{tmp / 'bench.sqlite3'}", url
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def load_average() -> str:

@@ -31,16 +31,21 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
-from benchkit import EVENT_LOOP, ROOT, cpu_seconds, free_port, redis_for_bench
+from benchkit import (
+    EVENT_LOOP,
+    ROOT,
+    add_store_arguments,
+    cpu_seconds,
+    free_port,
+    stores_for_bench,
+)
 
 from shared.tokens import issue_access_token, issue_admission_token, new_user_id
 
@@ -250,51 +255,45 @@ def main() -> int:
     p.add_argument("--seats", type=int, default=400)
     p.add_argument("--hot", type=int, default=40, help="seats fought over in the holds phase")
     p.add_argument("--gateway", action="store_true", help="also measure through the gateway")
-    p.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    add_store_arguments(p)
     args = p.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bx-bench-"))
-    database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
-    redis_url, embedded = redis_for_bench(args.redis_url)
+    with stores_for_bench(args.database_url, args.redis_url) as (database_url, redis_url):
+        from boxoffice.db import migrate
 
-    from boxoffice.db import migrate
-
-    migrate(database_url)
-    env = {**os.environ, "BOXOFFICE_DATABASE_URL": database_url, "BOXOFFICE_REDIS_URL": redis_url,
-           "BOXOFFICE_SECRET_KEY": SECRET, "BOXOFFICE_LOG_LEVEL": "WARNING",
-           "BOXOFFICE_HOLD_TTL_S": "120"}  # fmt: skip
-    procs: list[subprocess.Popen[bytes]] = []
-    rows = []
-    try:
-        tport = free_port()
-        ticket = start("ticket_server.app:create_app", tport, env)
-        procs.append(ticket)
-        targets = [("ticket_server", f"http://127.0.0.1:{tport}", ticket.pid)]
-        if args.gateway:
-            gport = free_port()
-            genv = {**env, "BOXOFFICE_TICKET_SERVER_URL": f"http://127.0.0.1:{tport}",
-                    "BOXOFFICE_RATE_LIMIT": json.dumps({"enabled": False})}  # fmt: skip
-            gw = start("gateway.app:create_app", gport, genv)
-            procs.append(gw)
-            targets.append(("gateway→ticket_server", f"http://127.0.0.1:{gport}", gw.pid))
-        for name, base, pid in targets:
-            for phase, fn in (("holds", holds_phase), ("reservations", reservations_phase)):
-                sid, seat_ids = create_session(database_url, args.seats)
-                measured = {pid, ticket.pid}  # the gateway's CPU and ticket_server's
-                cpu0 = sum(cpu_seconds(p) for p in measured)
-                t0 = time.monotonic()
-                stats = asyncio.run(fn(base, sid, seat_ids, args))
-                seconds = time.monotonic() - t0
-                cpu1 = sum(cpu_seconds(p) for p in measured)
-                rows.append(report(name, phase, stats, seconds, cpu1 - cpu0))
-                print(json.dumps(rows[-1], default=lambda x: round(x, 2)), flush=True)
-    finally:
-        for proc in procs:
-            proc.terminate()
-            proc.wait(timeout=10)
-        if embedded is not None:
-            embedded.stop()
+        migrate(database_url)
+        env = {**os.environ, "BOXOFFICE_DATABASE_URL": database_url,
+               "BOXOFFICE_REDIS_URL": redis_url, "BOXOFFICE_SECRET_KEY": SECRET,
+               "BOXOFFICE_LOG_LEVEL": "WARNING", "BOXOFFICE_HOLD_TTL_S": "120"}  # fmt: skip
+        procs: list[subprocess.Popen[bytes]] = []
+        rows = []
+        try:
+            tport = free_port()
+            ticket = start("ticket_server.app:create_app", tport, env)
+            procs.append(ticket)
+            targets = [("ticket_server", f"http://127.0.0.1:{tport}", ticket.pid)]
+            if args.gateway:
+                gport = free_port()
+                genv = {**env, "BOXOFFICE_TICKET_SERVER_URL": f"http://127.0.0.1:{tport}",
+                        "BOXOFFICE_RATE_LIMIT": json.dumps({"enabled": False})}  # fmt: skip
+                gw = start("gateway.app:create_app", gport, genv)
+                procs.append(gw)
+                targets.append(("gateway→ticket_server", f"http://127.0.0.1:{gport}", gw.pid))
+            for name, base, pid in targets:
+                for phase, fn in (("holds", holds_phase), ("reservations", reservations_phase)):
+                    sid, seat_ids = create_session(database_url, args.seats)
+                    measured = {pid, ticket.pid}  # the gateway's CPU and ticket_server's
+                    cpu0 = sum(cpu_seconds(p) for p in measured)
+                    t0 = time.monotonic()
+                    stats = asyncio.run(fn(base, sid, seat_ids, args))
+                    seconds = time.monotonic() - t0
+                    cpu1 = sum(cpu_seconds(p) for p in measured)
+                    rows.append(report(name, phase, stats, seconds, cpu1 - cpu0))
+                    print(json.dumps(rows[-1], default=lambda x: round(x, 2)), flush=True)
+        finally:
+            for proc in procs:
+                proc.terminate()
+                proc.wait(timeout=10)
 
     print(f"\nmachine: {os.cpu_count()} CPUs; clients={args.clients}, seats={args.seats}, "
           f"hot={args.hot}, {args.duration:.0f} s per phase")  # fmt: skip

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
-from benchkit import redis_for_bench
+from benchkit import add_store_arguments, stores_for_bench
 
 import ticket_server.app as ticket_app
 from boxoffice.db import migrate
@@ -83,14 +81,10 @@ def main() -> int:
     p.add_argument("--seats", type=int, default=1000)
     p.add_argument("--requests", type=int, default=1000, help="calls per round")
     p.add_argument("--rounds", type=int, default=2)
-    p.add_argument("--database-url", default=None, help="default: a temporary SQLite file")
-    p.add_argument("--redis-url", default=None, help="default: an embedded Valkey")
+    add_store_arguments(p)
     args = p.parse_args()
 
-    tmp = Path(tempfile.mkdtemp(prefix="bx-bench-"))
-    database_url = args.database_url or f"sqlite:///{tmp / 'bench.sqlite3'}"
-    redis_url, embedded = redis_for_bench(args.redis_url)
-    try:
+    with stores_for_bench(args.database_url, args.redis_url) as (database_url, redis_url):
         migrate(database_url)
         session_id = create_session(make_engine(database_url), seats=args.seats).session_id
         results: dict[str, list[float]] = {"fast path": [], "FastAPI route": []}
@@ -107,9 +101,6 @@ def main() -> int:
                         )
                     )
                 )
-    finally:
-        if embedded is not None:
-            embedded.stop()
     fast_us, route_us = min(results["fast path"]), min(results["FastAPI route"])
     print(f"{args.seats} seats, gzip, {args.requests} calls per round, {args.rounds} rounds")
     for name, values in results.items():
