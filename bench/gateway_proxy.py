@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -42,30 +43,72 @@ from benchkit import (
 PATH = "/api/venues?offset=0&limit=20"
 
 
+# The catalog page both stand-in upstreams answer.
+VENUES: dict[str, Any] = {
+    "items": [
+        {"id": i, "name": f"Hall {i}", "address": "424 Olympic-ro, Seoul", "seat_count": 500}
+        for i in range(1, 4)
+    ],
+    "total": 3,
+    "offset": 0,
+    "limit": 20,
+}
+
+
 def upstream_app() -> Any:  # run in a subprocess
     """The stand-in api_server: one small JSON GET, like a catalog page."""
     from fastapi import FastAPI
 
     app = FastAPI()
-    venues = {
-        "items": [
-            {"id": i, "name": f"Hall {i}", "address": "424 Olympic-ro, Seoul", "seat_count": 500}
-            for i in range(1, 4)
-        ],
-        "total": 3,
-        "offset": 0,
-        "limit": 20,
-    }
 
     @app.get("/api/venues")
     async def list_venues(offset: int = 0, limit: int = 20) -> dict[str, object]:
-        return venues
+        return VENUES
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     return app
+
+
+def serve_canned(port: int) -> None:  # run in a subprocess
+    """A stand-in upstream that costs next to nothing: a bare asyncio protocol answering
+    every request on a keep-alive connection with the same canned JSON response (GETs
+    without a body only). For measuring the gateway where the upstream must not be what
+    limits it (bench/ratelimit.py, side by side)."""
+    body = json.dumps(VENUES).encode()
+    response = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+        % (len(body), body)
+    )
+
+    class Canned(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.buffer = b""
+            self.transport: asyncio.Transport | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            self.buffer += data
+            *heads, self.buffer = self.buffer.split(b"\r\n\r\n")
+            if heads and self.transport is not None:
+                self.transport.write(response * len(heads))
+
+    async def run() -> None:
+        server = await asyncio.get_running_loop().create_server(Canned, "127.0.0.1", port)
+        await server.serve_forever()
+
+    asyncio.run(run())
+
+
+def start_canned_upstream(port: int) -> subprocess.Popen[bytes]:
+    """:func:`serve_canned` in a subprocess, once it accepts connections."""
+    proc = subprocess.Popen([sys.executable, __file__, "--serve-canned", str(port)], cwd=ROOT)
+    wait_ready(port, PATH)
+    return proc
 
 
 def wait_ready(port: int, path: str = "/healthz", timeout: float = 20.0) -> None:
@@ -209,6 +252,7 @@ def added_latency(direct_url: str, gw_url: str, rounds: int) -> tuple[float, flo
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve-upstream", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-canned", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--transports", default="fast")
@@ -232,6 +276,9 @@ def main() -> int:
 
     if args.serve_upstream:
         serve(upstream_app(), args.serve_upstream)
+        return 0
+    if args.serve_canned:
+        serve_canned(args.serve_canned)
         return 0
 
     print(f"load average before: {load_average()}; cores: {os.cpu_count()}")

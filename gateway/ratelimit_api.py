@@ -19,7 +19,7 @@ How it hooks in:
 
 from __future__ import annotations
 
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -44,7 +44,7 @@ class RateLimitDecision(Protocol):
     def allowed(self) -> bool: ...
 
     @property
-    def headers(self) -> list[tuple[bytes, bytes]]: ...
+    def headers(self) -> Sequence[tuple[bytes, bytes]]: ...
 
     @property
     def retry_after(self) -> int: ...

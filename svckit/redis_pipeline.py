@@ -72,7 +72,12 @@ class _Protocol(asyncio.Protocol):
         self.window_s = window_s
         self.transport: asyncio.Transport | None = None
         self.pending: deque[asyncio.Future[Any]] = deque()
-        self.sent_at: deque[float] = deque()  # loop time each pending command was sent
+        # One entry per write still awaiting replies, oldest first: the loop time of the
+        # write and the number of replies that completes it (commands written so far). Per
+        # write, not per command: the watchdog only needs the oldest.
+        self.writes: deque[tuple[float, int]] = deque()
+        self.written = 0  # commands written so far
+        self.answered = 0  # replies received so far
         self.reader = hiredis.Reader(encoding="utf-8") if decode_responses else hiredis.Reader()
         self.closed = False
         self._out: list[bytes] = []
@@ -87,12 +92,14 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.reader.feed(data)
+        pending = self.pending
+        answered = self.answered
         while (reply := self.reader.gets()) is not False:
-            if not self.pending:  # a reply nobody asked for: the stream is broken
+            if answered == self.written:  # a reply nobody asked for: the stream is broken
                 self.abort(RedisConnectionError("unexpected reply from Redis"))
                 return
-            fut = self.pending.popleft()
-            self.sent_at.popleft()
+            answered += 1
+            fut = pending.popleft()
             if fut.done():  # its caller was cancelled and left
                 continue
             if isinstance(reply, hiredis.ReplyError):
@@ -102,6 +109,10 @@ class _Protocol(asyncio.Protocol):
                 )
             else:
                 fut.set_result(reply)
+        self.answered = answered
+        writes = self.writes
+        while writes and writes[0][1] <= answered:
+            writes.popleft()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(RedisConnectionError(f"connection to Redis lost: {exc or 'closed'}"))
@@ -116,7 +127,7 @@ class _Protocol(asyncio.Protocol):
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self.sent_at.clear()
+        self.writes.clear()
         while self.pending:
             fut = self.pending.popleft()
             if not fut.done():
@@ -127,16 +138,17 @@ class _Protocol(asyncio.Protocol):
         # flight is past the bound → Redis is hung or too slow; everything in flight fails
         # and the connection is dropped (its replies could no longer be trusted to come).
         self._watchdog = None
-        if not self.sent_at:
+        if not self.writes:
             return
-        late = self.loop.time() - self.sent_at[0]
+        late = self.loop.time() - self.writes[0][0]
         if late >= self.timeout_s:
             self.abort(RedisTimeout(f"no reply from Redis within {self.timeout_s}s"))
         else:
             self._watchdog = self.loop.call_later(self.timeout_s - late, self._check_deadline)
 
     def send(self, command: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = self.loop.create_future()
+        # The C future itself: loop.create_future() is one more Python call per command.
+        fut: asyncio.Future[Any] = asyncio.Future(loop=self.loop)
         if self.closed or self.transport is None:
             fut.set_exception(RedisConnectionError("not connected to Redis"))
             return fut
@@ -155,9 +167,6 @@ class _Protocol(asyncio.Protocol):
                 self.loop.call_soon(self._flush)
         self._out.append(command)
         self.pending.append(fut)
-        self.sent_at.append(self.loop.time())
-        if self._watchdog is None:
-            self._watchdog = self.loop.call_later(self.timeout_s, self._check_deadline)
         return fut
 
     def _flush(self) -> None:
@@ -169,7 +178,11 @@ class _Protocol(asyncio.Protocol):
             self._singles += 1
             self._busy = self._singles < 3
         if out and not self.closed and self.transport is not None:
-            self.transport.write(b"".join(out))
+            self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self.written += len(out)
+            self.writes.append((self.loop.time(), self.written))
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_later(self.timeout_s, self._check_deadline)
 
 
 def _retrieve(task: asyncio.Task[_Protocol]) -> None:
@@ -303,6 +316,14 @@ class PipelinedScript:
         ARGV, preceded by the key count when it is not fixed), ``nargs`` items in all."""
         head = self._eval if reload else self._evalsha
         return b"*%d\r\n" % (self._head_items + nargs) + head + args
+
+    def as_eval(self, command: bytes) -> bytes:
+        """The ``EVAL`` form of an ``EVALSHA`` command made by :meth:`command` (for a
+        caller that keeps its commands encoded, after ``NOSCRIPT``)."""
+        count = command.index(b"\r\n") + 2  # "*<items>\r\n", the same for both
+        if not command.startswith(self._evalsha, count):
+            raise ValueError("not an EVALSHA command of this script")
+        return command[:count] + self._eval + command[count + len(self._evalsha) :]
 
     async def __call__(
         self, client: PipelinedRedis, keys: Sequence[bytes | str], args: Sequence[object]

@@ -4,12 +4,18 @@
 -- rest, so an absent key and an expired one mean the same thing.
 --
 -- KEYS[1]  the subject's TAT (shared.keys.rate_limit)
--- ARGV[1]  emission interval in microseconds (period / rate), an integer
+-- ARGV[1]  emission interval in microseconds (period / rate), an integer >= 1
 -- ARGV[2]  burst: requests admitted at once from rest, >= 1
--- Returns {allowed (1|0), remaining, retry_after_us, reset_us}:
---   remaining       requests that would be admitted right now after this one
---   retry_after_us  when refused: wait this long before the next request can be admitted
---   reset_us        time until the subject is at rest again (full burst available)
+-- Returns one integer, the time in microseconds until the subject is at rest again (the
+-- reset): positive when the request is admitted, negated when it is refused. Admitted gives
+-- reset >= interval; refused gives reset > interval * (burst - 1) >= 0, so the sign is the
+-- verdict. The caller, which sent interval and burst, derives the rest exactly (every value
+-- is a whole number of microseconds):
+--   admitted: remaining = (interval * burst - reset) // interval  (requests admitted right
+--             now after this one)
+--   refused:  retry_after = reset + interval - interval * burst  (the wait until the next
+--             request can be admitted)
+-- One integer instead of a table of four: the reply is the script's cheapest part then.
 
 -- Server time, so gateways with skewed clocks agree. A non-deterministic command before a
 -- write needs scripts replicated by effects: the default since Redis 5 (the only mode since
@@ -18,39 +24,31 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
 -- Admit while the new TAT lies at most `tolerance` ahead of now: from rest (tat = now) the
 -- k-th request gives new_tat = now + k * interval, admitted iff k <= burst.
-local tolerance = interval * burst
+local tolerance = interval * tonumber(ARGV[2])
 
-local function store(value)
-  -- %.0f: Lua's default number formatting (%.14g) would round a 16-digit microsecond value.
-  local ttl_ms = math.max(1, math.ceil((value - now) / 1000))
-  redis.call('SET', KEYS[1], string.format('%.0f', value), 'PX', string.format('%.0f', ttl_ms))
+-- GET answers false for an absent key, and tonumber(false) is nil.
+local tat = tonumber(redis.call('GET', KEYS[1])) or now
+if tat < now then
+  tat = now
+end
+-- Under one policy an admission never leaves the TAT more than `tolerance` ahead, so this
+-- only fires after a policy change (lower rate or burst): the subject then starts from
+-- "burst used up" under the new policy instead of serving out the old one.
+local clamped = tat > now + tolerance
+if clamped then
+  tat = now + tolerance
 end
 
-local stored = redis.call('GET', KEYS[1])
-local tat = now
-local clamped = false
-if stored then
-  tat = math.max(tonumber(stored), now)
-  -- Under one policy an admission never leaves the TAT more than `tolerance` ahead, so this
-  -- only fires after a policy change (lower rate or burst): the subject then starts from
-  -- "burst used up" under the new policy instead of serving out the old one.
-  if tat > now + tolerance then
-    tat = now + tolerance
-    clamped = true
-  end
-end
-
+-- Numbers go to redis.call as exact integers (Redis formats them with %.17g, or as
+-- integers since 7.2), so a 16-digit microsecond value needs no string.format.
 local new_tat = tat + interval
-local allow_at = new_tat - tolerance
-if allow_at > now then
+if new_tat - tolerance > now then
   if clamped then
-    store(tat)
+    redis.call('SET', KEYS[1], tat, 'PX', math.ceil(tolerance / 1000))
   end
-  return {0, 0, allow_at - now, tat - now}
+  return now - tat
 end
-
-store(new_tat)
-return {1, math.floor((now + tolerance - new_tat) / interval), 0, new_tat - now}
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil((new_tat - now) / 1000))
+return new_tat - now

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import suppress
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.metrics_core import CounterMetricFamily
 
 # Outcomes of ``boxoffice_ratelimit_decisions_total``.
 ALLOWED = "allowed"  # Redis said yes
@@ -13,6 +15,50 @@ FAIL_OPEN = "fail_open"  # Redis unavailable, policy open → let through uncoun
 FAIL_CLOSED = "fail_closed"  # Redis unavailable, policy closed → 503
 LOCAL_ALLOWED = "local_allowed"  # Redis unavailable, in-process limiter said yes
 LOCAL_LIMITED = "local_limited"  # Redis unavailable, in-process limiter said no → 429
+OUTCOMES = (ALLOWED, LIMITED, FAIL_OPEN, FAIL_CLOSED, LOCAL_ALLOWED, LOCAL_LIMITED)
+
+DECISIONS = "boxoffice_ratelimit_decisions_total"
+DECISIONS_HELP = "Rate-limit decisions by policy and outcome."
+
+
+class DecisionCounts:
+    """One policy's decisions so far, one plain integer per outcome.
+
+    Every request makes a decision, and a prometheus ``Counter`` child costs a lock and two
+    method calls per ``inc`` (measured: a fifth of what the limiter adds to a request); the
+    limiter increments these attributes instead, and :class:`_DecisionCollector` reads them
+    when the registry is scraped. Only the event loop's thread writes them."""
+
+    __slots__ = OUTCOMES
+
+    def __init__(self) -> None:
+        self.allowed = 0
+        self.limited = 0
+        self.fail_open = 0
+        self.fail_closed = 0
+        self.local_allowed = 0
+        self.local_limited = 0
+
+
+class _DecisionCollector:
+    """``boxoffice_ratelimit_decisions_total{policy, outcome}`` from the counts."""
+
+    def __init__(self, counts: dict[str, DecisionCounts]) -> None:
+        self._counts = counts
+
+    def describe(self) -> Iterator[CounterMetricFamily]:
+        """The family without samples (the registry checks names with it)."""
+        yield CounterMetricFamily(DECISIONS, DECISIONS_HELP, labels=["policy", "outcome"])
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        """The family with one sample per policy and outcome that happened."""
+        family = CounterMetricFamily(DECISIONS, DECISIONS_HELP, labels=["policy", "outcome"])
+        for policy, counts in list(self._counts.items()):
+            for outcome in OUTCOMES:
+                value = getattr(counts, outcome)
+                if value:
+                    family.add_metric([policy, outcome], value)
+        yield family
 
 
 class RateLimitMetrics:
@@ -20,12 +66,9 @@ class RateLimitMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
-        self.decisions = Counter(
-            "boxoffice_ratelimit_decisions_total",
-            "Rate-limit decisions by policy and outcome.",
-            ["policy", "outcome"],
-            registry=self.registry,
-        )
+        self._counts: dict[str, DecisionCounts] = {}
+        self._decisions = _DecisionCollector(self._counts)
+        self.registry.register(self._decisions)
         self.redis_errors = Counter(
             "boxoffice_ratelimit_redis_errors_total",
             "Rate-limit calls to Redis that failed, by kind (timeout, connection, error).",
@@ -42,19 +85,16 @@ class RateLimitMetrics:
             "Gateway instances seen in Redis within the heartbeat window (last known).",
             registry=self.registry,
         )
-        # labels() takes a lock and builds a tuple on every call; the hot path is cheaper
-        # with the children cached.
-        self._children: dict[tuple[str, str], Counter] = {}
 
     def unregister(self) -> None:
         """Remove these metrics from the registry (an app's lifespan may run again)."""
-        for collector in (self.decisions, self.redis_errors, self.degraded, self.live_gateways):
+        for collector in (self._decisions, self.redis_errors, self.degraded, self.live_gateways):
             with suppress(KeyError):
                 self.registry.unregister(collector)
 
-    def decision(self, policy: str, outcome: str) -> None:
-        """Count one decision."""
-        child = self._children.get((policy, outcome))
-        if child is None:
-            child = self._children[(policy, outcome)] = self.decisions.labels(policy, outcome)
-        child.inc()
+    def counts(self, policy: str) -> DecisionCounts:
+        """The counts of ``policy`` (the hot path keeps them and increments an attribute)."""
+        counts = self._counts.get(policy)
+        if counts is None:
+            counts = self._counts[policy] = DecisionCounts()
+        return counts

@@ -14,9 +14,8 @@ import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -43,11 +42,13 @@ H_RESET = b"ratelimit-reset"
 
 @dataclass(frozen=True, slots=True)
 class LimitDecision:
-    """A verdict for one request (satisfies ``gateway.ratelimit_api.RateLimitDecision``)."""
+    """A verdict for one request (satisfies ``gateway.ratelimit_api.RateLimitDecision``).
+
+    Immutable and shared: the limiter hands out the same object for the same verdict."""
 
     allowed: bool
     # RateLimit-* header pairs for the response (empty when nothing was counted).
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: tuple[tuple[bytes, bytes], ...] = ()
     # Whole seconds until a retry may succeed (when not allowed; at least 1).
     retry_after: int = 0
     # When not allowed: 429 over the limit, 503 when Redis is unavailable and the policy
@@ -55,22 +56,92 @@ class LimitDecision:
     status: int = 429
 
 
-@lru_cache(maxsize=16384)
-def _key(policy: str, subject: str) -> str:
-    # Hashing the subject on every request shows in profiles; active subjects repeat.
-    return keys.rate_limit(policy, subject)
+# Redis unavailable and the policy fails open: let through, no headers (nothing counted).
+_ALLOWED_UNCOUNTED = LimitDecision(True)
 
 
 def _seconds_up(us: int) -> int:
-    return max(0, math.ceil(us / 1_000_000))
+    return max(0, -(-us // 1_000_000))
 
 
-@dataclass(frozen=True, slots=True)
+def _verdict(
+    limit_header: tuple[bytes, bytes], allowed: bool, remaining: int, retry_s: int, reset_s: int
+) -> LimitDecision:
+    headers = (
+        limit_header,
+        (H_REMAINING, str(remaining).encode()),
+        (H_RESET, str(reset_s).encode()),
+    )
+    return LimitDecision(True, headers) if allowed else LimitDecision(False, headers, retry_s)
+
+
+# Bounds of the per-policy caches below; a full cache is emptied and fills again.
+_MAX_CALLS = 8192  # subjects with their script call prepared
+_MAX_VERDICTS = 4096  # distinct (remaining or retry, reset) pairs
+
+
 class _Rule:
-    name: str
-    policy: Policy
-    limit_header: tuple[bytes, bytes]
-    interval_us: int  # policy.interval_us (a computed property), once
+    """What one route group's policy needs per request, computed once: the script's
+    arguments, the call prepared per subject, and the verdicts already made (the headers of
+    a verdict depend only on ``(remaining, reset)`` in whole seconds, a few hundred pairs for
+    a policy, so each is built once)."""
+
+    __slots__ = (
+        "admitted",
+        "burst",
+        "calls",
+        "counts",
+        "interval_us",
+        "limit_header",
+        "name",
+        "policy",
+        "refused",
+        "tolerance_us",
+    )
+
+    def __init__(self, name: str, policy: Policy, counts: m.DecisionCounts) -> None:
+        self.name = name
+        self.policy = policy
+        self.interval_us = policy.interval_us  # a computed property: once
+        self.burst = policy.burst
+        self.tolerance_us = self.interval_us * policy.burst
+        self.limit_header = (H_LIMIT, str(policy.burst).encode())
+        self.counts = counts
+        self.calls: dict[str, object] = {}
+        self.admitted: dict[tuple[int, int], LimitDecision] = {}
+        self.refused: dict[tuple[int, int], LimitDecision] = {}
+
+    def decide(self, reset_us: int) -> LimitDecision:
+        """The verdict for the script's reply (see ``gcra.lua``): the reset in µs, negated
+        when refused. Counted in the policy's decisions."""
+        if reset_us > 0:
+            self.counts.allowed += 1
+            key = ((self.tolerance_us - reset_us) // self.interval_us, -(-reset_us // 1_000_000))
+            verdict = self.admitted.get(key)
+            if verdict is None:
+                verdict = self._remember(self.admitted, key, True)
+            return verdict
+        self.counts.limited += 1
+        reset_us = -reset_us
+        retry_us = reset_us + self.interval_us - self.tolerance_us
+        key = (max(1, _seconds_up(retry_us)), _seconds_up(reset_us))
+        verdict = self.refused.get(key)
+        if verdict is None:
+            verdict = self._remember(self.refused, key, False)
+        return verdict
+
+    def _remember(
+        self, cache: dict[tuple[int, int], LimitDecision], key: tuple[int, int], allowed: bool
+    ) -> LimitDecision:
+        if len(cache) >= _MAX_VERDICTS:
+            cache.clear()
+        first, reset_s = key
+        verdict = cache[key] = (
+            _verdict(self.limit_header, True, first, 0, reset_s)
+            if allowed
+            else _verdict(self.limit_header, False, 0, first, reset_s)
+        )
+        return verdict
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -82,42 +153,42 @@ def _error_kind(exc: BaseException) -> str:
 
 
 class GcraCall(Protocol):
-    """One run of ``gcra.lua``: ``[allowed, remaining, retry_after_us, reset_us]``.
+    """Runs ``gcra.lua`` for one subject; the reply is the script's one integer.
 
-    ``__call__`` may answer ``NOSCRIPT`` (the server lost its scripts: a ``SCRIPT FLUSH``,
-    a restart, a failover); ``reload`` then runs the script by its text, which caches it
-    on the server again."""
+    :meth:`prepare` turns the script's arguments into what :meth:`__call__` takes (the
+    limiter keeps it per subject). ``__call__`` may answer ``NOSCRIPT`` (the server lost its
+    scripts: a ``SCRIPT FLUSH``, a restart, a failover); :meth:`reload` then runs the script
+    by its text, which caches it on the server again."""
 
-    def __call__(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]: ...
+    def prepare(self, key: str, interval_us: int, burst: int) -> object: ...
 
-    def reload(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]: ...
+    def __call__(self, call: Any) -> Awaitable[int]: ...
+
+    def reload(self, call: Any) -> Awaitable[int]: ...
 
     def reset(self) -> None: ...
-
-
-@lru_cache(maxsize=16384)
-def _gcra_args(key: str, interval_us: int, burst: int) -> bytes:
-    # KEYS[1], ARGV[1..2] in RESP: the same few subjects repeat, so encode each once.
-    return bulk(key, interval_us, burst)
 
 
 class PipelinedGcra:
     """``EVALSHA`` on the auto-pipelined client; ``EVAL`` for :meth:`reload`.
 
-    A plain function returning the reply's future, not a coroutine: on the hot path the
-    request awaits the future itself (hiredis already gives the integers)."""
+    A prepared call is the whole ``EVALSHA`` command in RESP, and calling it is a plain
+    function returning the reply's future, not a coroutine: on the hot path the request
+    awaits the future itself (hiredis already gives the integer)."""
 
     def __init__(self, client: PipelinedRedis) -> None:
         self._client = client
         self._script = PipelinedScript(scripts.source("gcra"), 1)
 
-    def __call__(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]:
-        return self._client.send(self._script.command(_gcra_args(key, interval_us, burst), 3))
+    def prepare(self, key: str, interval_us: int, burst: int) -> bytes:
+        """The ``EVALSHA`` command for these arguments."""
+        return self._script.command(bulk(key, interval_us, burst), 3)
 
-    def reload(self, key: str, interval_us: int, burst: int) -> Awaitable[list[int]]:
-        return self._client.send(
-            self._script.command(_gcra_args(key, interval_us, burst), 3, reload=True)
-        )
+    def __call__(self, call: bytes) -> Awaitable[int]:
+        return self._client.send(call)
+
+    def reload(self, call: bytes) -> Awaitable[int]:
+        return self._client.send(self._script.as_eval(call))
 
     def reset(self) -> None:
         self._client.reset()
@@ -130,12 +201,15 @@ class RedisPyGcra:
     def __init__(self, redis: Redis) -> None:
         self._script = scripts.gcra(redis)
 
-    async def __call__(self, key: str, interval_us: int, burst: int) -> list[int]:
+    def prepare(self, key: str, interval_us: int, burst: int) -> tuple[list[str], list[int]]:
+        """``keys`` and ``args`` for ``AsyncScript``."""
+        return [key], [interval_us, burst]
+
+    async def __call__(self, call: tuple[list[str], list[int]]) -> int:
         # Bounded by the client's own timeouts (make_redis: pool wait, connect and read
         # each redis_timeout_s), not by cancelling: redis-py can leak the socket of a
         # connect that is cancelled half-way.
-        reply = await self._script(keys=[key], args=[interval_us, burst])
-        return [int(x) for x in reply]
+        return int(await self._script(keys=call[0], args=call[1]))
 
     reload = __call__  # AsyncScript reloads by itself
 
@@ -185,9 +259,17 @@ class RedisRateLimiter:
         rule = self._rules.get(group)
         if rule is None:
             name, policy = self.settings.policy_for(group)
-            rule = _Rule(name, policy, (H_LIMIT, str(policy.burst).encode()), policy.interval_us)
-            self._rules[group] = rule
+            rule = self._rules[group] = _Rule(name, policy, self.metrics.counts(name))
         return rule
+
+    def _prepare(self, rule: _Rule, subject: str) -> object:
+        calls = rule.calls
+        if len(calls) >= _MAX_CALLS:
+            calls.clear()
+        call = calls[subject] = self._gcra.prepare(
+            keys.rate_limit(rule.name, subject), rule.interval_us, rule.burst
+        )
+        return call
 
     async def aclose(self) -> None:
         """Stop the heartbeat, unregister the metrics, close the client if it is ours
@@ -209,19 +291,23 @@ class RedisRateLimiter:
 
     async def hit(self, group: str, subject: str) -> LimitDecision:
         """Count one request of ``subject`` (``user:<id>`` / ``ip:<addr>``) in ``group``."""
-        rule = self._rule(group)
+        # Every request comes through here: the common case is a few lookups and one
+        # awaited reply (BENCHMARKS.md, "the limiter's cost").
+        rule = self._rules.get(group) or self._rule(group)
+        call = rule.calls.get(subject)
+        if call is None:
+            call = self._prepare(rule, subject)
         probe = False
         if self._degraded:
             if self._probing or self._clock() < self._retry_redis_at:
                 return self._fallback(rule, subject)
             probe = self._probing = True
-        key = _key(rule.name, subject)
         try:
             # Bounded by the backend (redis_timeout_s): never a hang.
             try:
-                reply = await self._gcra(key, rule.interval_us, rule.policy.burst)
+                reset_us = await self._gcra(call)
             except NoScriptError:
-                reply = await self._gcra.reload(key, rule.interval_us, rule.policy.burst)
+                reset_us = await self._gcra.reload(call)
         except Exception as e:  # any failure of the Redis call is a failure-mode decision
             if isinstance(e, TimeoutError):
                 self._gcra.reset()  # Redis may be hung: start over on a new connection
@@ -232,53 +318,30 @@ class RedisRateLimiter:
                 self._probing = False
         if self._degraded:
             self._redis_recovered()
-        allowed, remaining, retry_us, reset_us = reply
-        return self._decide(
-            rule.name, rule.limit_header, allowed, remaining, retry_us, reset_us, False
-        )
-
-    def _decide(
-        self,
-        policy: str,
-        limit_header: tuple[bytes, bytes],
-        allowed: int,
-        remaining: int,
-        retry_after_us: int,
-        reset_us: int,
-        local: bool,
-    ) -> LimitDecision:
-        # Plain values rather than a Verdict: this runs once per request.
-        headers = [
-            limit_header,
-            (H_REMAINING, str(remaining).encode()),
-            (H_RESET, str(_seconds_up(reset_us)).encode()),
-        ]
-        if allowed:
-            self.metrics.decision(policy, m.LOCAL_ALLOWED if local else m.ALLOWED)
-            return LimitDecision(True, headers)
-        self.metrics.decision(policy, m.LOCAL_LIMITED if local else m.LIMITED)
-        return LimitDecision(False, headers, max(1, _seconds_up(retry_after_us)))
+        return rule.decide(reset_us)
 
     def _fallback(self, rule: _Rule, subject: str) -> LimitDecision:
         mode = rule.policy.failure_mode
         if mode is FailureMode.OPEN:
-            self.metrics.decision(rule.name, m.FAIL_OPEN)
-            return LimitDecision(True)
+            rule.counts.fail_open += 1
+            return _ALLOWED_UNCOUNTED
         if mode is FailureMode.CLOSED:
-            self.metrics.decision(rule.name, m.FAIL_CLOSED)
+            rule.counts.fail_closed += 1
             return LimitDecision(False, retry_after=self._closed_retry_after, status=503)
         live = self.instances.live if self.instances is not None else 1
         share = rule.policy.scaled(live)
         v = self.local.hit(rule.name, subject, share)
+        if v.allowed:
+            rule.counts.local_allowed += 1
+        else:
+            rule.counts.local_limited += 1
         # The headers describe the share this instance enforces while degraded.
-        return self._decide(
-            rule.name,
+        return _verdict(
             (H_LIMIT, str(share.burst).encode()),
             v.allowed,
             v.remaining,
-            v.retry_after_us,
-            v.reset_us,
-            True,
+            max(1, _seconds_up(v.retry_after_us)),
+            _seconds_up(v.reset_us),
         )
 
     def _redis_failed(self, exc: BaseException) -> None:

@@ -4,13 +4,14 @@ errors mapped to redis-py's exceptions, commands of one loop iteration in one wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError, ResponseError
 
-from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, encode, supports
+from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, encode, supports
 
 pytestmark = pytest.mark.integration
 
@@ -151,3 +152,49 @@ async def test_script_loads_itself_after_noscript(redis_url: str) -> None:
             await script(client, ["a", "b"], [])
     finally:
         await client.aclose()
+
+
+async def test_eval_form_of_a_prepared_evalsha(redis_url: str) -> None:
+    # A caller that keeps its EVALSHA commands encoded (the rate limiter) turns one into
+    # EVAL after NOSCRIPT: the same script and arguments, and the server caches the text.
+    script = PipelinedScript(f"-- {uuid.uuid4().hex}\nreturn {{KEYS[1], ARGV[1]}}", 1)
+    command = script.command(bulk("k", "v"), 2)
+    client = PipelinedRedis(redis_url, timeout_s=2.0)
+    try:
+        with pytest.raises(NoScriptError):
+            await client.execute(command)
+        assert await client.execute(script.as_eval(command)) == [b"k", b"v"]
+        assert await client.execute(command) == [b"k", b"v"]
+        with pytest.raises(ValueError, match="EVALSHA"):
+            script.as_eval(encode("GET", "k"))
+    finally:
+        await client.aclose()
+
+
+async def test_a_reply_nobody_asked_for_drops_the_connection() -> None:
+    # A server that answers one command twice: the stream can no longer be trusted.
+    writers: list[asyncio.StreamWriter] = []
+
+    async def twice(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while await reader.readuntil(b"PING\r\n"):
+                writer.write(b"+PONG\r\n+PONG\r\n")
+
+    server = await asyncio.start_server(twice, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = PipelinedRedis(f"redis://127.0.0.1:{port}/0", timeout_s=2.0)
+    try:
+        assert await client.execute(encode("PING")) == b"PONG"
+        await asyncio.sleep(0.05)  # the second reply arrives: the client hangs up
+        proto = client._proto
+        assert proto is not None
+        assert proto.closed
+        assert await client.execute(encode("PING")) == b"PONG"  # on a new connection
+        assert client._proto is not proto
+    finally:
+        await client.aclose()
+        for writer in writers:
+            writer.close()
+        server.close()
+        await server.wait_closed()
