@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.cache import MicroCache
 from gateway.config import Settings
 from gateway.front import GatewayFront
+from gateway.identity.router import fast_creates as identity_fast_creates
 from gateway.identity.router import router as identity_router
 from gateway.identity.tokens import VerifiedTokens
 from gateway.metrics import GatewayMetrics
@@ -46,6 +47,7 @@ from svckit.ops import ReadinessCheck, ops_router
 log = logging.getLogger("boxoffice.gateway")
 
 QUEUE_PREFIX = "/api/queue"
+AUTH_PREFIX = "/api/auth"
 
 
 class GatewayApp(FastAPI):
@@ -202,7 +204,7 @@ def create_app(
     app.state.access_tokens = VerifiedTokens(settings.secret_key)
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
-    app.include_router(identity_router, prefix="/api/auth", tags=["identity"])
+    app.include_router(identity_router, prefix=AUTH_PREFIX, tags=["identity"])
     app.include_router(queue_router, prefix=QUEUE_PREFIX, tags=["queue"])
     app.front = GatewayFront(
         app.fastapi_asgi,
@@ -210,5 +212,6 @@ def create_app(
         state=app.state,
         metrics=metrics,
         fast_routes=queue_fast_routes(QUEUE_PREFIX),
+        fast_creates=identity_fast_creates(AUTH_PREFIX),
     )
     return app

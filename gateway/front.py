@@ -125,6 +125,35 @@ class FastRoute:
     handler: Callable[[State, int, AccessClaims], Awaitable[bytes | None]]
 
 
+@dataclass(frozen=True, slots=True)
+class FastCreate:
+    """A gateway-owned ``POST`` of a small JSON body that this layer answers itself, without
+    FastAPI: ``path`` is the exact raw path; ``handler`` gets the body and returns the JSON
+    body of a 201, or None to let the FastAPI route answer (it then reads the same body)."""
+
+    path: bytes
+    handler: Callable[[State, bytes], bytes | None]
+
+
+# Bodies the fast path reads itself; anything larger goes to the FastAPI route.
+_FAST_BODY_MAX = 4096
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """``receive`` for an app, after the body was read here: the body first, then whatever
+    the client sends (a disconnect)."""
+    given = False
+
+    async def replay() -> Message:
+        nonlocal given
+        if given:
+            return await receive()
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 def _app_problem(e: AppError) -> Problem:
     headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in e.headers.items()]
     return Problem(e.status, e.title, e.detail, e.slug, headers, **e.extra)
@@ -141,9 +170,11 @@ class GatewayFront:
         state: State,
         metrics: GatewayMetrics,
         fast_routes: list[FastRoute] | None = None,
+        fast_creates: list[FastCreate] | None = None,
     ) -> None:
         self.app = app
         self.fast_routes = fast_routes or []
+        self.fast_creates = {f.path: f for f in fast_creates or []}
         self.settings = settings
         self.state = state  # app.state: upstreams, rate_limiter, client_address (lifespan)
         self.metrics = metrics
@@ -243,7 +274,11 @@ class GatewayFront:
 
     @staticmethod
     async def _send_json(
-        send: Send, body: bytes, rid: str, extra_headers: list[tuple[bytes, bytes]]
+        send: Send,
+        body: bytes,
+        rid: str,
+        extra_headers: list[tuple[bytes, bytes]],
+        status: int = 200,
     ) -> None:
         headers = [
             (b"content-length", str(len(body)).encode()),
@@ -251,7 +286,7 @@ class GatewayFront:
             (b"x-request-id", rid.encode()),
             *extra_headers,
         ]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     # --- the pipeline ---------------------------------------------------------------------
@@ -262,7 +297,7 @@ class GatewayFront:
             return
         started = time.perf_counter()
         method: str = scope["method"]
-        raw_rid = content_length = authorization = origin = admission = None
+        raw_rid = content_length = content_type = authorization = origin = admission = None
         acr_method = acr_headers = None
         chunked = False
         for name, value in scope["headers"]:
@@ -270,6 +305,8 @@ class GatewayFront:
                 raw_rid = value
             elif name == b"content-length":
                 content_length = value
+            elif name == b"content-type":
+                content_type = value
             elif name == b"authorization":
                 authorization = value
             elif name == b"origin":
@@ -384,6 +421,19 @@ class GatewayFront:
                 self._admission(match, admission, user)
 
             if match.is_local:
+                create = self.fast_creates.get(raw_path) if method == "POST" else None
+                if (
+                    create is not None
+                    and 0 < length <= _FAST_BODY_MAX
+                    and content_type == b"application/json"
+                ):
+                    request_body = await self._read(receive)
+                    answer = create.handler(self.state, request_body)
+                    if answer is not None:
+                        status = 201
+                        await self._send_json(send, answer, rid, extra, 201)
+                        return
+                    receive = _replay(request_body, receive)
                 if user is not None:
                     for fast in self.fast_routes:
                         found = fast.path.match(raw_path) if fast.method == method else None

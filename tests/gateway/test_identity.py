@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import time
+from typing import Any
 
+import httpx
 import jwt
 import orjson
 import pytest
@@ -55,6 +57,88 @@ class TestGuest:
         assert r.status_code == 200
         # The Authorization header is forwarded: the backend verifies it itself.
         assert route.calls.last.request.headers["authorization"] == f"Bearer {token}"
+
+
+def _without_ids(response: httpx.Response) -> dict[str, object]:
+    """The JSON body without what differs between two answers to the same request."""
+    body = dict(response.json())
+    for volatile in ("user_id", "access_token", "request_id"):
+        body.pop(volatile, None)
+    return body
+
+
+class TestGuestFastPath:
+    """The front layer answers guest logins itself (``fast_creates`` in
+    gateway/identity/router.py). It must answer exactly as the FastAPI route does, which
+    still answers whatever the fast path declines."""
+
+    JSON = "application/json"
+    CASES = [
+        (b'{"nickname": "  Mina "}', JSON),
+        ('{"nickname": "\ubbfc\uc544 \u2603"}'.encode(), JSON),
+        ('{"nickname": "민아"}'.encode(), JSON),
+        (b'{"nickname": ""}', JSON),
+        (b'{"nickname": "   "}', JSON),
+        (b'{"nickname": "' + b"x" * 33 + b'"}', JSON),
+        (b'{"nickname": "tab\there"}', JSON),
+        (b'{"nickname": 5}', JSON),
+        (b'{"nickname": null}', JSON),
+        (b'{"x": 1}', JSON),
+        (b'{"nickname": "a", "extra": 1}', JSON),
+        (b'{"nickname": "a", "nickname": "b"}', JSON),
+        (b"{not json", JSON),
+        (b"\xff\xfe\x00", JSON),
+        (b"[1, 2]", JSON),
+        (b"null", JSON),
+        (b'{"nickname": NaN}', JSON),
+        (b'{"nickname": "a"}', "text/plain"),
+        (b'{"nickname": "a"}', "application/json; charset=utf-8"),
+        (b'{"nickname": "' + b"a" * 5000 + b'"}', JSON),  # more than the fast path reads
+    ]
+
+    @pytest.mark.parametrize(("body", "content_type"), CASES)
+    async def test_answers_as_the_route_does(
+        self, gateway: GatewayHarness, body: bytes, content_type: str
+    ) -> None:
+        front = gateway.app.front  # type: ignore[attr-defined]
+        fast_creates = front.fast_creates
+        headers = {"content-type": content_type}
+        fast = await gateway.client.post("/api/auth/guest", content=body, headers=headers)
+        front.fast_creates = {}
+        try:
+            plain = await gateway.client.post("/api/auth/guest", content=body, headers=headers)
+        finally:
+            front.fast_creates = fast_creates
+        assert fast.status_code == plain.status_code, (fast.text, plain.text)
+        assert fast.headers["content-type"] == plain.headers["content-type"]
+        assert int(fast.headers["content-length"]) == len(fast.content)
+        assert _without_ids(fast) == _without_ids(plain)
+        if fast.status_code == 201:
+            token = fast.json()["access_token"]
+            claims = verify_access_token(token, secret=gateway.settings.secret_key)
+            assert claims.user_id == fast.json()["user_id"]
+
+    async def test_valid_logins_skip_fastapi_and_their_tokens_are_known(
+        self, gateway: GatewayHarness
+    ) -> None:
+        front = gateway.app.front  # type: ignore[attr-defined]
+        inner = front.app
+        reached: list[str] = []
+
+        async def counted(scope: Any, receive: Any, send: Any) -> None:
+            reached.append(scope["path"])
+            await inner(scope, receive, send)
+
+        front.app = counted
+        r = await gateway.client.post("/api/auth/guest", json={"nickname": "fast"})
+        assert r.status_code == 201
+        assert reached == []
+        # The gateway keeps the claims of a token it issued: no signature check next time.
+        assert front.tokens.verify(r.json()["access_token"]).nickname == "fast"
+        # Declined (not a valid body): the route reads the same body and answers.
+        r = await gateway.client.post("/api/auth/guest", json={"nickname": ""})
+        assert r.status_code == 422
+        assert reached == ["/api/auth/guest"]
 
 
 class TestTokenErrors:
