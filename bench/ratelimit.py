@@ -10,8 +10,9 @@ the cheaper refusals):
 
 1. Alternating, everything on all cores: the stand-in upstream of
    ``bench/gateway_proxy.py``, Redis, ``wrk`` and the gateway under load share the machine;
-   the gateways are loaded in turns (off, on, off, on, …). Prints the median req/s of each
-   and their ratio, gateway CPU µs per request, Redis CPU µs per request, and from
+   the gateways are loaded in turns, one pair a round in alternating order (off-on, on-off,
+   …). Prints the median req/s of each and their ratio, the median of the pairs' ratios,
+   gateway CPU µs per request, Redis CPU µs per request, and from
    ``INFO commandstats`` deltas the Redis commands per proxied request: the ``EVALSHA`` the
    limiter sends, what runs inside the script (not round trips), and everything else (net of
    what the idle gateways send anyway — heartbeats, queue loop — measured over an equal idle
@@ -22,7 +23,9 @@ the cheaper refusals):
    scheduler gives the two gateways equal shares of their core, so the ratio of requests
    they serve is the ratio of their throughputs, measured under the same conditions at the
    same moment (this machine's speed drifts by more than the difference between runs
-   minutes apart). It is the gateway's own cost, as where Redis has cores of its own.
+   seconds apart). It is the gateway's own cost, as where Redis has cores of its own. Also
+   prints the ratio of their CPU per request. A Redis given by ``--redis-url`` is not
+   pinned: it then shares the gateways' core.
 
 Goals (issue 4): limiting costs < 10% of throughput; exactly 1 command per request.
 
@@ -171,8 +174,14 @@ def side_by_side(args: Namespace, redis_url: str, redis_pid: int, private: bool)
         ratio = statistics.median(ratios)
         print(
             f"side by side ratio on/off: {ratio:.3f}  (cost {1 - ratio:+.1%}; goal < 10%; "
-            f"rounds: {', '.join(f'{r:.3f}' for r in ratios)})"
+            f"rounds: {', '.join(f'{r:.3f}' for r in ratios)}); "
+            f"CPU per request off/on: {g_off / g_on:.3f}"
         )
+        if not (private and redis_pid):
+            print(
+                "  (Redis was not started here, so not pinned: it shares the gateways' core, "
+                "and waiting for it can leave the limited gateway idle)"
+            )
     finally:
         for p in procs:
             p.terminate()
@@ -220,8 +229,10 @@ def main() -> int:
         redis_cpu: dict[str, list[float]] = {"off": [], "on": []}
         commands: dict[str, dict[str, int]] = {"off": {}, "on": {}}
         requests: dict[str, int] = {"off": 0, "on": 0}
-        for _ in range(args.rounds):
-            for mode in ("off", "on"):
+        for i in range(args.rounds):
+            # Each round is a pair, in alternating order (off-on, on-off, ...): the machine's
+            # speed drifts, and a pair measured a moment apart is what can be compared.
+            for mode in ("off", "on") if i % 2 == 0 else ("on", "off"):
                 pid = gateways[mode].pid
                 before = command_calls(stats)
                 n0 = proxied(ports[mode])
@@ -263,6 +274,11 @@ def main() -> int:
         print(
             f"ratio on/off: {med['on'] / med['off']:.3f}  "
             f"(cost {1 - med['on'] / med['off']:+.1%}; goal < 10%)"
+        )
+        pairs = [on / off for on, off in zip(rps["on"], rps["off"], strict=True)]
+        print(
+            f"ratio on/off, median of the pairs: {statistics.median(pairs):.3f}  "
+            f"(pairs: {', '.join(f'{x:.3f}' for x in pairs)})"
         )
         for mode in ("off", "on"):
             n = requests[mode]

@@ -139,6 +139,15 @@ class FastCreate:
 _FAST_BODY_MAX = 4096
 
 
+def _is_json(content_type: bytes) -> bool:
+    """``application/json``, whatever its case and parameters (FastAPI reads such a body as
+    JSON too; ``json.loads`` finds the encoding itself)."""
+    return (
+        content_type == b"application/json"
+        or content_type.split(b";", 1)[0].strip().lower() == b"application/json"
+    )
+
+
 def _replay(body: bytes, receive: Receive) -> Receive:
     """``receive`` for an app, after the body was read here: the body first, then whatever
     the client sends (a disconnect)."""
@@ -425,7 +434,8 @@ class GatewayFront:
                 if (
                     create is not None
                     and 0 < length <= _FAST_BODY_MAX
-                    and content_type == b"application/json"
+                    and content_type is not None
+                    and _is_json(content_type)
                 ):
                     request_body = await self._read(receive)
                     answer = create.handler(self.state, request_body)

@@ -93,6 +93,10 @@ class TestGuestFastPath:
         (b'{"nickname": NaN}', JSON),
         (b'{"nickname": "a"}', "text/plain"),
         (b'{"nickname": "a"}', "application/json; charset=utf-8"),
+        (b'{"nickname": "a"}', "Application/JSON"),
+        ('{"nickname": "a"}'.encode("utf-16"), "application/json; charset=utf-16"),
+        (b'{"nickname": "a"}', "application/jsonx"),
+        (b'{"nickname": "a"}', "application/problem+json"),
         (b'{"nickname": "' + b"a" * 5000 + b'"}', JSON),  # more than the fast path reads
     ]
 
