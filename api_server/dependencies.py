@@ -12,11 +12,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api_server.config import Settings
 from api_server.errors import Forbidden, Unauthorized
+from shared.ids import MAX_ID
 
-# Ids are BIGINT; capping at 2**53 keeps them exact in JavaScript and turns absurd numbers
-# into a 422 instead of a database overflow (a 500).
-MAX_ID = 2**53
-MAX_OFFSET = 2**53
+# An offset is no id, but the same reasoning bounds it (shared/ids.py): exact in JavaScript,
+# and an absurd number is a 422 rather than a database overflow.
+MAX_OFFSET = MAX_ID
 
 IdPath = Annotated[int, Path(ge=1, le=MAX_ID, description="Integer id.")]
 Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]

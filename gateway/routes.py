@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 
 from gateway.config import GATEWAY, Route
+from shared.ids import ID_PATTERN
 
 # Encoded '/', '\', '.', NUL and '%' (double encoding) have no business in our public paths.
 _BAD_ESCAPE = re.compile(rb"%(?:2[fFeE5]|5[cC]|00)")
@@ -68,7 +69,7 @@ class _Compiled:
             for segment in route.path.split("/"):
                 if segment.startswith("{") and segment.endswith("}"):
                     name = segment[1:-1]
-                    pattern = rb"\d{1,18}" if name.endswith("_id") else rb"[^/]+"
+                    pattern = ID_PATTERN.encode() if name.endswith("_id") else rb"[^/]+"
                     parts.append(b"(?P<" + name.encode() + b">" + pattern + b")")
                 else:
                     parts.append(re.escape(segment.encode()))

@@ -15,6 +15,7 @@ from fastapi import Depends, Header, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
+from shared.ids import MAX_ID
 from shared.tokens import (
     AccessClaims,
     AdmissionClaims,
@@ -24,7 +25,6 @@ from shared.tokens import (
 )
 from ticket_server.config import Settings
 from ticket_server.errors import Forbidden, Unauthorized
-from ticket_server.ids import MAX_ID
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import Scripts

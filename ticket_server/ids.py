@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import secrets
 
-# Session ids are positive BIGINTs; 18 digits keep every parsed id within int64.
-_ID = re.compile(r"^([hr])_([1-9][0-9]{0,17})_([0-9a-f]{32})$")
-MAX_ID = 2**63 - 1
+from shared.ids import ID_DIGITS, MAX_ID
+
+# The session part is a catalog id (shared/ids.py): at most ID_DIGITS digits, then in range.
+_ID = re.compile(rf"^([hr])_([1-9][0-9]{{0,{ID_DIGITS - 1}}})_([0-9a-f]{{32}})$")
 
 
 def new_hold_id(session_id: int) -> str:
@@ -29,7 +30,8 @@ def _session_of(kind: str, value: str) -> int | None:
     m = _ID.fullmatch(value)
     if m is None or m.group(1) != kind:
         return None
-    return int(m.group(2))
+    session_id = int(m.group(2))
+    return session_id if session_id <= MAX_ID else None
 
 
 def hold_session(hold_id: str) -> int | None:

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
+from shared.ids import MAX_ID
 from shared.schemas.common import Price
 
 Name = Field(min_length=1, max_length=200)
@@ -76,7 +77,7 @@ class PerformanceCreate(BaseModel):
 
     title: str = Name
     description: str = Field(default="", max_length=10_000)
-    venue_id: int = Field(ge=1, le=2**53)
+    venue_id: int = Field(ge=1, le=MAX_ID)
 
 
 class QueuePolicy(BaseModel):

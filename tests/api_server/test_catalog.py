@@ -9,7 +9,8 @@ import httpx
 import pytest
 from sqlalchemy.orm import Session
 
-from tests.api_server.conftest import add_catalog, add_reservation, assert_problem
+from shared.ids import MAX_ID
+from tests.api_server.conftest import ADMIN, add_catalog, add_reservation, assert_problem
 
 pytestmark = pytest.mark.integration
 
@@ -210,3 +211,23 @@ async def test_search_matches_non_ascii_titles(api: httpx.AsyncClient, db: Sessi
     _, perf, _ = add_catalog(db, title="\U0001f600 공연 Live")
     body = (await api.get("/api/performances", params={"q": "공연"})).json()
     assert [p["id"] for p in body["items"]] == [perf.id]
+
+
+class TestIdBound:
+    """The shared id bound (shared/ids.py): the bound is an id that may exist (404 when it
+    does not), the next number is out of range (422), in a path and in a body alike."""
+
+    async def test_path_ids(self, api: httpx.AsyncClient, db: Session) -> None:
+        add_catalog(db)
+        for path in ("/api/venues/{}", "/api/sessions/{}", "/api/stats/sessions/{}"):
+            assert_problem(await api.get(path.format(MAX_ID)), 404)
+            body = assert_problem(await api.get(path.format(MAX_ID + 1)), 422)
+            assert body["errors"][0]["loc"][0] == "path"
+
+    async def test_body_ids(self, api: httpx.AsyncClient) -> None:
+        perf = {"title": "Show", "description": ""}
+        for venue_id, status in ((MAX_ID, 404), (MAX_ID + 1, 422)):
+            r = await api.post(
+                "/api/admin/performances", json={**perf, "venue_id": venue_id}, headers=ADMIN
+            )
+            assert_problem(r, status)

@@ -6,6 +6,7 @@ import pytest
 
 from gateway.config import Route, default_routes
 from gateway.routes import PathRejected, RouteTable, check_path
+from shared.ids import MAX_ID
 
 
 class TestCheckPath:
@@ -125,6 +126,15 @@ class TestRouteTable:
         )
         assert m.session_id == session_id
         assert m.upstream_path == path
+
+    def test_id_segments_take_the_shared_bound_s_digits(self) -> None:
+        m = self.table.match("GET", b"/api/ticketing/sessions/%d/seats" % MAX_ID)
+        assert m is not None
+        assert (m.route.admission, m.session_id) == ("session", MAX_ID)
+        # One digit more is no id: the plain ticketing prefix takes it (ticket_server → 422).
+        m = self.table.match("GET", b"/api/ticketing/sessions/%d/seats" % (MAX_ID * 10))
+        assert m is not None
+        assert (m.route.admission, m.session_id) == (None, None)
 
     def test_unknown_paths_do_not_match(self) -> None:
         assert self.table.match("GET", b"/other") is None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from shared import keys
+from shared.ids import MAX_ID
 from shared.schemas.ticketing import HoldRead
 from ticket_server.errors import Conflict, NotFound, Unprocessable
-from ticket_server.ids import MAX_ID, hold_session, new_hold_id
+from ticket_server.ids import hold_session, new_hold_id
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import Scripts
@@ -20,7 +21,7 @@ def check_seat_ids(seat_ids: list[int], *, limit: int) -> None:
         raise Unprocessable("seat_ids contains duplicates.", duplicate_seat_ids=dupes)
     if any(not 1 <= s <= MAX_ID for s in seat_ids):
         # Not echoed: an out-of-range int cannot even be rendered as a JSON number here.
-        raise Unprocessable("seat_ids must be positive 64-bit integers.")
+        raise Unprocessable(f"seat_ids must be integers from 1 to {MAX_ID}.")
     if len(seat_ids) > limit:
         raise Unprocessable(
             f"At most {limit} seats per user in a session.", limit=limit, requested=len(seat_ids)

@@ -17,12 +17,12 @@ from types import SimpleNamespace
 
 from fastapi.security.utils import get_authorization_scheme_param
 
+from shared.ids import ID_PATTERN, MAX_ID
 from svckit.errors import AppError, app_error_response
 from svckit.middleware import ASGIApp, Receive, Scope, Send
 from ticket_server.dependencies import Ticketing, authenticate, verify_admission
-from ticket_server.ids import MAX_ID
 
-_PATH = re.compile(r"/api/ticketing/sessions/(\d{1,16})/seats\Z")
+_PATH = re.compile(rf"/api/ticketing/sessions/({ID_PATTERN})/seats\Z")
 # What FastAPI's routing would have put in the scope: the access log and the metrics label
 # requests by route template (svckit/middleware.py).
 _ROUTE = SimpleNamespace(path="/api/ticketing/sessions/{session_id}/seats")
