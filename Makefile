@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): $(BIN)/python pyproject.toml
-	$(BIN)/python -m pip install --quiet -e '.[dev,sim]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,sim,bench]'
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,7 +1,7 @@
 """Gateway proxy overhead: direct upstream vs through the gateway, side by side.
 
     .venv/bin/python bench/gateway_proxy.py [--duration 10] [--connections 32] [--rounds 5]
-        [--transports fast,httpx] [--rate-limit] [--redis-url redis://127.0.0.1:6379/2]
+        [--transports fast,httpx,aiohttp] [--rate-limit] [--redis-url redis://127.0.0.1:6379/2]
 
 Starts a tiny FastAPI upstream (a catalog-like JSON GET) and the gateway with uvicorn
 (``BOXOFFICE_EVENT_LOOP`` + httptools, as ``boxoffice serve`` runs them) on free ports,
@@ -140,7 +140,6 @@ def start_gateway(
         BOXOFFICE_API_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
         BOXOFFICE_TICKET_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
         BOXOFFICE_REDIS_URL=args.redis_url,
-        BOXOFFICE_UPSTREAM_TRANSPORT=transport,
         BOXOFFICE_LOG_LEVEL=args.log_level,
     )
     if not args.rate_limit:
@@ -148,11 +147,17 @@ def start_gateway(
         env["BOXOFFICE_RATE_LIMIT"] = '{"enabled": false}'
     else:
         env.setdefault("BOXOFFICE_RATE_LIMIT", LIMITER_ADMITS_ALL)
+    if transport == "aiohttp":
+        # Not a setting of the gateway: bench/aiohttp_gateway.py injects that transport.
+        factory = ["--app-dir", str(ROOT / "bench"), "aiohttp_gateway:create_app"]
+    else:
+        env["BOXOFFICE_UPSTREAM_TRANSPORT"] = transport
+        factory = ["gateway.app:create_app"]
     argv = [
         sys.executable,
         "-m",
         "uvicorn",
-        "gateway.app:create_app",
+        *factory,
         "--factory",
         "--port",
         str(port),

@@ -29,7 +29,6 @@ from gateway.identity.tokens import VerifiedTokens
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
     Upstream,
-    aiohttp_transport,
     fast_transport,
     make_upstream,
     stock_transport,
@@ -119,9 +118,6 @@ def create_app(
             owns_transport = False
         elif settings.upstream_transport == "httpx":
             shared_transport = stock_transport(settings)
-            owns_transport = True
-        elif settings.upstream_transport == "aiohttp":
-            shared_transport = aiohttp_transport(settings)
             owns_transport = True
         else:
             shared_transport = fast_transport(settings)

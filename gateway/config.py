@@ -110,8 +110,9 @@ class Settings(CommonSettings):
     upstream_max_keepalive: int = Field(default=128, ge=0)
     # "fast": the gateway's own httptools transport (svckit/http_transport.py, chosen by
     # measurement, see BENCHMARKS.md); "httpx": stock httpcore, which a plain ``respx.mock``
-    # intercepts; "aiohttp": httpx-aiohttp's transport (kept for the benchmark comparison).
-    upstream_transport: Literal["fast", "httpx", "aiohttp"] = "fast"
+    # intercepts. (bench/gateway_proxy.py compares httpx-aiohttp's transport too, by injecting
+    # it: it is no production option.)
+    upstream_transport: Literal["fast", "httpx"] = "fast"
     # Extra attempts for idempotent requests whose connection failed (never after a byte
     # was sent upstream for a non-idempotent one).
     upstream_retries: int = Field(default=2, ge=0, le=5)

@@ -153,16 +153,6 @@ def stock_transport(settings: Settings) -> httpx.AsyncBaseTransport:
     )
 
 
-def aiohttp_transport(settings: Settings) -> httpx.AsyncBaseTransport:
-    """httpx-aiohttp's transport (only for comparison in ``bench/gateway_proxy.py``)."""
-    from httpx_aiohttp import AiohttpTransport
-
-    transport: httpx.AsyncBaseTransport = AiohttpTransport(
-        limits=httpx.Limits(max_connections=settings.upstream_max_connections)
-    )
-    return transport
-
-
 def fast_transport(settings: Settings) -> httpx.AsyncBaseTransport:
     """The production transport (svckit/http_transport.py: httptools on asyncio, httpx API)."""
     return FastTransport(

@@ -11,7 +11,8 @@ How it hooks in:
   :class:`ClientAddressResolver`, default: the socket peer). The rate-limit package replaces
   that resolver to honour ``X-Forwarded-For`` from trusted proxies.
 - It then calls ``decision = await limiter.hit(group, subject)``. Allowed → the request goes
-  on and ``decision.headers`` are added to its response. Not allowed → 429 problem+json with
+  on and ``decision.headers`` are added to its response. Not allowed → a ``decision.status``
+  (429, or 503 when the limiter fails closed) problem+json with
   ``Retry-After: decision.retry_after`` and ``decision.headers``; the upstream is never called.
 - ``hit`` must not raise for Redis trouble (it decides open/closed/local itself); if it does
   raise anyway the front layer answers 503 rather than 500.
@@ -20,25 +21,13 @@ How it hooks in:
 from __future__ import annotations
 
 from collections.abc import Callable, MutableMapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 Scope = MutableMapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
-    """A rate-limit verdict for one request."""
-
-    allowed: bool
-    # Raw header pairs for the response, e.g. (b"ratelimit-limit", b"100").
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    # Whole seconds until a retry may succeed (used when not allowed).
-    retry_after: int = 0
-
-
 class RateLimitDecision(Protocol):
-    """What ``hit`` returns (``Decision`` satisfies it; any object with these fields does)."""
+    """What ``hit`` returns (``gateway.ratelimit.LimitDecision`` satisfies it)."""
 
     @property
     def allowed(self) -> bool: ...
@@ -48,6 +37,11 @@ class RateLimitDecision(Protocol):
 
     @property
     def retry_after(self) -> int: ...
+
+    @property
+    def status(self) -> int:
+        """When not allowed: 429 over the limit, 503 when the limiter fails closed."""
+        ...
 
 
 class RateLimiter(Protocol):
