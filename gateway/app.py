@@ -25,7 +25,6 @@ from gateway.config import Settings
 from gateway.front import GatewayFront
 from gateway.identity.router import fast_creates as identity_fast_creates
 from gateway.identity.router import router as identity_router
-from gateway.identity.tokens import VerifiedTokens
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
     Upstream,
@@ -38,6 +37,7 @@ from gateway.queue.router import router as queue_router
 from gateway.queue.runtime import build_queue, start_queue
 from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
 from gateway.ratelimit_api import socket_peer
+from shared.verified_tokens import VerifiedTokens
 from svckit.errors import add_exception_handlers
 from svckit.gc_tuning import freeze_startup_heap
 from svckit.logs import configure_logging

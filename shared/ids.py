@@ -16,4 +16,3 @@ MAX_ID = 2**53
 # segment always parses to an int within int64; the caller still compares it to MAX_ID.
 ID_DIGITS = len(str(MAX_ID))
 ID_PATTERN = rf"[0-9]{{1,{ID_DIGITS}}}"
-

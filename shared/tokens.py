@@ -13,7 +13,8 @@ import jwt
 ALGORITHM = "HS256"
 ACCESS = "access"
 ADMISSION = "admission"
-_LEEWAY_S = 2
+# Clock skew tolerated on ``exp``, by the verifier and by every cache of its verdicts.
+LEEWAY_S = 2
 
 
 class InvalidToken(Exception):
@@ -85,7 +86,7 @@ def _decode(token: str, secret: str, typ: str) -> dict[str, object]:
             secret,
             algorithms=[ALGORITHM],  # a fixed list: alg=none and key confusion are refused
             options={"require": ["exp", "iat", "sub", "typ"]},
-            leeway=_LEEWAY_S,
+            leeway=LEEWAY_S,
         )
     except jwt.PyJWTError as e:
         raise InvalidToken(str(e)) from e

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, text
 
 from shared.db.engine import make_engine
+from shared.verified_tokens import VerifiedTokens
 from svckit.app import install_common
 from svckit.gc_tuning import freeze_startup_heap
 from svckit.redis_pipeline import PipelinedRedis, supports
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     scripts=scripts,
                     inventory=inventory,
                     metrics=booking_metrics,
+                    tokens=VerifiedTokens(settings.secret_key),
                 ),
             }
             freeze_startup_heap(settings.gc_freeze)

@@ -6,8 +6,6 @@ in the thread pool, which cost more than the whole Redis call of a hold."""
 
 from __future__ import annotations
 
-import functools
-import time
 from dataclasses import dataclass
 from typing import Annotated, cast
 
@@ -16,13 +14,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis.asyncio import Redis
 
 from shared.ids import MAX_ID
-from shared.tokens import (
-    AccessClaims,
-    AdmissionClaims,
-    InvalidToken,
-    verify_access_token,
-    verify_admission_token,
-)
+from shared.tokens import AccessClaims, AdmissionClaims, InvalidToken
+from shared.verified_tokens import VerifiedTokens
 from ticket_server.config import Settings
 from ticket_server.errors import Forbidden, Unauthorized
 from ticket_server.inventory.service import Inventory
@@ -40,6 +33,8 @@ class Ticketing:
     scripts: Scripts
     inventory: Inventory
     metrics: BookingMetrics
+    # Claims of the tokens verified here (a client sends the same ones on every request).
+    tokens: VerifiedTokens
 
 
 async def get_ticketing(request: Request) -> Ticketing:
@@ -56,38 +51,14 @@ SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="Session id.")]
 _bearer = HTTPBearer(auto_error=False, description="Access token from POST /api/auth/guest.")
 
 
-# Verifying a JWT costs about as much as a hold's whole Redis call, and a client sends the
-# same tokens on every request: successful verdicts are cached (failures never are) and a
-# cached one is honoured only until the token's own expiry (with the verifier's leeway).
-_TOKEN_CACHE_SIZE = 16_384
-_LEEWAY_S = 2
-
-
-@functools.lru_cache(maxsize=_TOKEN_CACHE_SIZE)
-def _access_claims(token: str, secret: str) -> AccessClaims:
-    return verify_access_token(token, secret=secret)
-
-
-@functools.lru_cache(maxsize=_TOKEN_CACHE_SIZE)
-def _admission_claims(token: str, secret: str, user_id: str, session_id: int) -> AdmissionClaims:
-    return verify_admission_token(token, secret=secret, user_id=user_id, session_id=session_id)
-
-
-def _unexpired(expires_at: int) -> None:
-    if time.time() > expires_at + _LEEWAY_S:
-        raise InvalidToken("expired")
-
-
-def authenticate(token: str | None, *, settings: Settings) -> AccessClaims:
+def authenticate(token: str | None, *, tokens: VerifiedTokens) -> AccessClaims:
     """The caller of a bearer ``token`` (None: no usable ``Authorization``), else 401."""
     if not token:
         raise Unauthorized("An access token is required (Authorization: Bearer <token>).")
     try:
-        claims = _access_claims(token, settings.secret_key)
-        _unexpired(claims.expires_at)
+        return tokens.verify(token)
     except InvalidToken as e:
         raise Unauthorized("The access token is invalid or expired.") from e
-    return claims
 
 
 async def current_user(
@@ -95,7 +66,7 @@ async def current_user(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> AccessClaims:
     """The caller, from ``Authorization: Bearer`` (never from ``X-User-Id``)."""
-    return authenticate(credentials.credentials if credentials else None, settings=ctx.settings)
+    return authenticate(credentials.credentials if credentials else None, tokens=ctx.tokens)
 
 
 CurrentUser = Annotated[AccessClaims, Depends(current_user)]
@@ -110,24 +81,22 @@ AdmissionHeader = Annotated[
 
 
 def verify_admission(
-    token: str | None, *, settings: Settings, user: AccessClaims, session_id: int
+    token: str | None, *, tokens: VerifiedTokens, user: AccessClaims, session_id: int
 ) -> AdmissionClaims:
     """The caller's admission to ``session_id``, else 403."""
     if not token:
         raise Forbidden("An admission token for this session is required (X-Admission-Token).")
     try:
-        claims = _admission_claims(token, settings.secret_key, user.user_id, session_id)
-        _unexpired(claims.expires_at)
+        return tokens.verify_admission(token, user_id=user.user_id, session_id=session_id)
     except InvalidToken as e:
         raise Forbidden("The admission token is invalid, expired, or not for this session.") from e
-    return claims
 
 
 async def session_admission(
     session_id: SessionId, user: CurrentUser, ctx: TicketingDep, token: AdmissionHeader = None
 ) -> AdmissionClaims:
     """Admission to the session named in the path."""
-    return verify_admission(token, settings=ctx.settings, user=user, session_id=session_id)
+    return verify_admission(token, tokens=ctx.tokens, user=user, session_id=session_id)
 
 
 SessionAdmission = Annotated[AdmissionClaims, Depends(session_admission)]

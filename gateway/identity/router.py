@@ -10,9 +10,9 @@ from starlette.datastructures import State
 from gateway.config import Settings
 from gateway.front import FastCreate
 from gateway.identity.service import create_guest
-from gateway.identity.tokens import VerifiedTokens
 from shared.schemas.auth import GuestCreate, GuestToken
 from shared.schemas.common import problem_responses
+from shared.verified_tokens import VerifiedTokens
 
 router = APIRouter()
 

@@ -56,8 +56,8 @@ class SeatMapFastPath:
         scheme, token = get_authorization_scheme_param(authorization)
         bearer = token if scheme.lower() == "bearer" else None
         try:
-            user = authenticate(bearer, settings=ctx.settings)
-            verify_admission(admission, settings=ctx.settings, user=user, session_id=session_id)
+            user = authenticate(bearer, tokens=ctx.tokens)
+            verify_admission(admission, tokens=ctx.tokens, user=user, session_id=session_id)
             body = await ctx.inventory.seat_map_json(session_id)
         except AppError as e:
             await app_error_response(e, state.get("request_id"))(scope, receive, send)

@@ -52,7 +52,7 @@ async def create_reservation(
         raise NotFound("No such hold.")
     settings = ctx.settings
     admission = verify_admission(
-        admission_token, settings=settings, user=user, session_id=session_id
+        admission_token, tokens=ctx.tokens, user=user, session_id=session_id
     )
     return await service.confirm(
         redis=ctx.redis,
