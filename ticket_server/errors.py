@@ -21,7 +21,7 @@ from svckit.errors import (
     ServiceUnavailable,
     Unauthorized,
     Unprocessable,
-    problem_response,
+    app_error_response,
     request_id_of,
 )
 
@@ -33,32 +33,33 @@ __all__ = [
     "ServiceUnavailable",
     "Unauthorized",
     "Unprocessable",
+    "STORAGE_ERRORS",
     "add_storage_handlers",
+    "storage_unavailable",
 ]
 
 log = logging.getLogger("boxoffice.ticket_server")
 
 
-def _unavailable(request: Request, detail: str) -> Response:
-    return problem_response(
-        status=503,
-        title="Service Unavailable",
-        detail=detail,
-        slug="unavailable",
-        request_id=request_id_of(request),
-        headers={"Retry-After": "1"},
-    )
+# What the storage raises when it does not answer (redis-py's timeouts are RedisErrors).
+STORAGE_ERRORS = (RedisError, DBAPIError)
+
+
+def storage_unavailable(exc: Exception) -> ServiceUnavailable:
+    """The 503 one of ``STORAGE_ERRORS`` becomes (logged here): for the routes' handlers and
+    for the seat map's fast path alike."""
+    if isinstance(exc, DBAPIError):
+        log.warning("database unavailable: %s", type(exc.orig).__name__)
+        return ServiceUnavailable("The catalog database is unavailable; try again shortly.")
+    log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
+    return ServiceUnavailable("Booking storage is unavailable; try again shortly.")
 
 
 def add_storage_handlers(app: FastAPI) -> None:
     """Map Redis and database failures to 503 problems."""
 
-    @app.exception_handler(RedisError)
-    async def _redis(request: Request, exc: RedisError) -> Response:
-        log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
-        return _unavailable(request, "Booking storage is unavailable; try again shortly.")
+    async def _storage(request: Request, exc: Exception) -> Response:
+        return app_error_response(storage_unavailable(exc), request_id_of(request))
 
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> Response:
-        log.warning("database unavailable: %s", type(exc.orig).__name__)
-        return _unavailable(request, "The catalog database is unavailable; try again shortly.")
+    for error in STORAGE_ERRORS:
+        app.add_exception_handler(error, _storage)

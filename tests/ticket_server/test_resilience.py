@@ -17,6 +17,7 @@ from shared import keys
 from tests.fixtures.services import EmbeddedRedis
 from tests.ticket_server.conftest import CatalogSession, User
 from tests.ticket_server.helpers import assert_problem, book, hold, reserve
+from ticket_server.inventory.service import Inventory
 
 pytestmark = pytest.mark.integration
 
@@ -120,6 +121,38 @@ async def test_redis_down_is_a_quick_503_and_nothing_half_written(
         assert direct.get(keys.rank_seq(sid)) == "1"
     finally:
         direct.close()
+
+
+async def test_a_redis_timeout_on_the_seat_map_is_paid_once(
+    make_client, session: CatalogSession, private_redis: EmbeddedRedis, monkeypatch
+):
+    timeout_s = 0.5
+    client = await make_client(redis_url=private_redis.url, redis_socket_timeout_s=timeout_s)
+    sid, u = session.session_id, User.new()
+    url = f"/api/ticketing/sessions/{sid}/seats"
+    assert (await client.get(url, headers=u.headers(sid))).status_code == 200  # loaded
+    calls: list[int] = []
+    real = Inventory.seat_map_json
+
+    async def counted(self: Inventory, session_id: int) -> bytes:
+        calls.append(session_id)
+        return await real(self, session_id)
+
+    monkeypatch.setattr(Inventory, "seat_map_json", counted)
+    direct = redis.Redis.from_url(private_redis.url)
+    try:
+        # Every other client's commands wait: the seat map's script times out.
+        direct.execute_command("CLIENT", "PAUSE", int(6 * timeout_s * 1000), "ALL")
+        started = time.monotonic()
+        r = await client.get(url, headers=u.headers(sid))
+        elapsed = time.monotonic() - started
+    finally:
+        direct.execute_command("CLIENT", "UNPAUSE")
+        direct.close()
+    assert_problem(r, 503)
+    assert r.headers["retry-after"] == "1"
+    assert calls == [sid]  # not asked again through FastAPI
+    assert elapsed < 1.8 * timeout_s
 
 
 async def test_catalog_down_while_loading_is_503(make_client, session: CatalogSession):

@@ -4,10 +4,10 @@ The seat map is the most requested ticketing page at on-sale time, and in ticket
 profile FastAPI's stack cost about as much CPU as the work itself. This pure-ASGI layer
 sits inside the common middleware (request id, body limit, access log, metrics and gzip
 still apply) and answers ``GET /api/ticketing/sessions/{id}/seats`` with the route's own
-checks (``ticket_server/dependencies.py``) and problems. Everything else goes on to FastAPI:
-other requests, ids out of range (its 422), and any failure other than those problems, which
-FastAPI then answers as it always did (reading the seat map has no side effects, so asking
-again is safe).
+checks (``ticket_server/dependencies.py``) and problems, storage failures included (the
+503 of ``ticket_server/errors.py``). Everything else goes on to FastAPI: other requests and
+ids that are no id (its 422). A request is never run twice: an unexpected error propagates
+to the common error handling, as it would from the route.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from shared.ids import ID_PATTERN, MAX_ID
 from svckit.errors import AppError, app_error_response
 from svckit.middleware import ASGIApp, Receive, Scope, Send
 from ticket_server.dependencies import Ticketing, authenticate, verify_admission
+from ticket_server.errors import STORAGE_ERRORS, storage_unavailable
 
 _PATH = re.compile(rf"/api/ticketing/sessions/({ID_PATTERN})/seats\Z")
 # What FastAPI's routing would have put in the scope: the access log and the metrics label
@@ -62,8 +63,11 @@ class SeatMapFastPath:
         except AppError as e:
             await app_error_response(e, state.get("request_id"))(scope, receive, send)
             return
-        except Exception:
-            await self.app(scope, receive, send)
+        except STORAGE_ERRORS as e:
+            # Answered here as the route's handler would: asking FastAPI again would pay
+            # the storage's timeout a second time. Anything else is a bug and propagates.
+            error = storage_unavailable(e)
+            await app_error_response(error, state.get("request_id"))(scope, receive, send)
             return
         headers = [
             (b"content-length", str(len(body)).encode()),
