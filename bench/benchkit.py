@@ -1,11 +1,11 @@
-"""What every benchmark here needs: free ports, a process's CPU time, the load average, and
-serving a stand-in app in a subprocess. Imported by path (``bench/`` is ``sys.path[0]`` when a
-script of it runs); puts the repository root on ``sys.path`` for the project's packages."""
+"""What every benchmark here needs: free ports, a process's CPU time and the load average
+(read by ``boxoffice/simulate/readings.py``, as the simulator reads them), and serving a
+stand-in app in a subprocess. Imported by path (``bench/`` is ``sys.path[0]`` when a script
+of it runs); puts the repository root on ``sys.path`` for the project's packages."""
 
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from boxoffice.simulate.readings import cpu_seconds as process_cpu_seconds  # noqa: E402
+from boxoffice.simulate.readings import load_average  # noqa: E402
 from shared.config import CommonSettings  # noqa: E402
 from svckit.http_server import HTTP_PROTOCOL  # noqa: E402
 from tests.fixtures.services import EmbeddedRedis, free_port  # noqa: E402
@@ -35,8 +37,6 @@ __all__ = [
     "stores_for_bench",
 ]
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
 # ``BOXOFFICE_RATE_LIMIT`` for benches that keep the limiter on: it still makes its Redis
 # round trip on every request but admits all of them (one load generator is one address, and
 # the cost to measure is that of counting, not of answering 429).
@@ -45,11 +45,7 @@ LIMITER_ADMITS_ALL = '{"policies": {"browse": {"rate": 1e9, "burst": 1000000000}
 
 def cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) process ``pid`` has used so far; 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime (fields 14, 15)
+    return process_cpu_seconds(pid) or 0.0
 
 
 def redis_for_bench(url: str | None) -> tuple[str, EmbeddedRedis | None]:
@@ -80,12 +76,6 @@ def stores_for_bench(database_url: str | None, redis_url: str | None) -> Iterato
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def load_average() -> str:
-    """The 1, 5 and 15 minute load averages, as ``/proc/loadavg`` prints them."""
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 # The event loop the services run on (``BOXOFFICE_EVENT_LOOP``, default asyncio).

@@ -1,95 +1,20 @@
-"""The report: a dict (saved as JSON), a rich table on the terminal, and PNG plots."""
+"""Writing the report (built by ``analysis.py``): ``report.json``, ``people.jsonl``,
+``summary.md``, a rich table on the terminal, and PNG plots."""
 
 from __future__ import annotations
 
 import json
-import os
-from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
-from boxoffice.simulate.client import Sample
-from boxoffice.simulate.stats import percentile, summarize
-
-# Request steps whose p99 the goal bounds (waiting in the queue is not a request).
-STEPS = [
-    "login",
-    "page",
-    "join",
-    "status",
-    "seatmap",
-    "hold",
-    "reserve",
-    "reserve_replay",
-    "release",
-    "cancel",
-    "leave",
-]
-P99_GOAL_MS = 250.0
+from boxoffice.simulate.analysis import P99_GOAL_MS
 
 
-def machine() -> dict[str, Any]:
-    """CPU count and memory of this machine."""
-    mem_gb = None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
-    except OSError:
-        pass
-    return {"nproc": os.cpu_count(), "ram_gb": mem_gb}
-
-
-def load_average() -> str | None:
-    """The 1/5/15-minute load averages (other work on the machine skews every figure)."""
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return None
-
-
-def latency_by_step(samples: list[Sample]) -> dict[str, dict[str, float | int | None]]:
-    """p50/p95/p99/max per step over the whole run (every answered request)."""
-    by_step: dict[str, list[float]] = defaultdict(list)
-    for s in samples:
-        if s.status:
-            by_step[s.step].append(s.ms)
-    ordered = [s for s in STEPS if s in by_step] + sorted(set(by_step) - set(STEPS))
-    return {step: summarize(by_step[step]) for step in ordered}
-
-
-def statuses_by_step(samples: list[Sample]) -> dict[str, dict[str, int]]:
-    """How many answers of each status per step (0 = no HTTP answer)."""
-    counts: dict[str, Counter[int]] = defaultdict(Counter)
-    for s in samples:
-        counts[s.step][s.status] += 1
-    return {step: {str(k): v for k, v in sorted(c.items())} for step, c in counts.items()}
-
-
-def latency_timeline(samples: list[Sample], bucket_s: float = 1.0) -> dict[str, list[list[float]]]:
-    """Per step, per time bucket: [t, p50, p95, p99, count]."""
-    buckets: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for s in samples:
-        if s.status:
-            buckets[s.step][int(s.t // bucket_s)].append(s.ms)
-    out: dict[str, list[list[float]]] = {}
-    for step, by_t in buckets.items():
-        rows = []
-        for b in sorted(by_t):
-            v = by_t[b]
-            rows.append(
-                [
-                    b * bucket_s,
-                    percentile(v, 50) or 0.0,
-                    percentile(v, 95) or 0.0,
-                    percentile(v, 99) or 0.0,
-                    float(len(v)),
-                ]
-            )
-        out[step] = rows
-    return out
+def write_people(rows: list[dict[str, Any]], out_dir: Path) -> None:
+    """``people.jsonl``: every person's journey, for analysis after the fact."""
+    with (out_dir / "people.jsonl").open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
 
 
 def write_json(report: dict[str, Any], out_dir: Path) -> Path:

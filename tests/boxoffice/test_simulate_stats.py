@@ -3,6 +3,7 @@ seat choice, sections, oversold detection."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -149,7 +150,7 @@ class TestOptions:
 
 
 def test_queue_gauges_from_prometheus_text() -> None:
-    from boxoffice.simulate.runner import queue_gauges
+    from boxoffice.simulate.probes import queue_gauges
 
     text = (
         "# HELP boxoffice_queue_waiting Users waiting.\n"
@@ -159,3 +160,24 @@ def test_queue_gauges_from_prometheus_text() -> None:
     )
     assert queue_gauges(text, 7) == {"server_waiting": 4213, "server_admitted": 200}
     assert queue_gauges(text, 8) == {"server_waiting": None, "server_admitted": None}
+
+
+def test_sell_out_times_leave_the_people_as_they_were() -> None:
+    from boxoffice.simulate.analysis import sell_out_times
+
+    t0 = 1_700_000_000.0
+    people = [
+        Person(index=i, base_url="", nickname=f"p{i}", reservation=r)
+        for i, r in enumerate(
+            [
+                {"seat_ids": [1], "completion_ms": 1500},
+                {"seat_ids": [2, 3], "completion_ms": 2500},
+                {"seat_ids": [4], "completion_ms": 4000},
+            ]
+        )
+    ]
+    people[0].cancelled, people[0].cancel_sent = True, t0 + 3.0  # wall clock
+    before = [dataclasses.replace(p) for p in people]
+    # Capacity 3: reached at 2.5 s, lost at 3.0 s (the cancel), reached again at 4.0 s.
+    assert sell_out_times(people, 3, t0) == (2.5, 4.0)
+    assert people == before
