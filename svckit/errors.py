@@ -44,10 +44,14 @@ class AppError(Exception):
 
 
 class BadRequest(AppError):
+    """400: the request cannot be read as meant (e.g. two ``Authorization`` headers)."""
+
     status, title, slug = 400, "Bad Request", "bad-request"
 
 
 class Unauthorized(AppError):
+    """401: no valid access token; says so in ``WWW-Authenticate: Bearer``."""
+
     status, title, slug = 401, "Unauthorized", "unauthorized"
 
     def __init__(self, detail: str = "", **kw: Any) -> None:
@@ -56,30 +60,44 @@ class Unauthorized(AppError):
 
 
 class Forbidden(AppError):
+    """403: known caller, not allowed (admission token, admin token)."""
+
     status, title, slug = 403, "Forbidden", "forbidden"
 
 
 class NotFound(AppError):
+    """404: unknown id, or another user's resource (which must not be told apart)."""
+
     status, title, slug = 404, "Not Found", "not-found"
 
 
 class Conflict(AppError):
+    """409: the current state refuses it (a seat taken, a hold expired, a key reused)."""
+
     status, title, slug = 409, "Conflict", "conflict"
 
 
 class PayloadTooLarge(AppError):
+    """413: the body is over the limit."""
+
     status, title, slug = 413, "Content Too Large", "payload-too-large"
 
 
 class Unprocessable(AppError):
+    """422: well-formed input with invalid values."""
+
     status, title, slug = 422, "Unprocessable Content", "validation-error"
 
 
 class RateLimited(AppError):
+    """429: over a rate-limit policy."""
+
     status, title, slug = 429, "Too Many Requests", "rate-limited"
 
 
 class ServiceUnavailable(AppError):
+    """503: a dependency does not answer; ``Retry-After`` says when to retry."""
+
     status, title, slug = 503, "Service Unavailable", "unavailable"
 
     def __init__(self, detail: str = "", *, retry_after: int = 1, **kw: Any) -> None:

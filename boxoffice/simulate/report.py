@@ -94,6 +94,12 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _label(ax: Any, ylabel: str, title: str, *, legend: str = "upper right") -> None:
+    ax.set_ylabel(ylabel)
+    ax.legend(loc=legend)
+    ax.set_title(title)
+
+
 def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     """``timeline.png`` (admitted/sold, queue, worker lag) and ``latency.png`` (per step)."""
     import matplotlib
@@ -109,9 +115,7 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.plot(t, [row["admitted_total"] for row in tl], label="admitted (total)")
     ax.plot(t, [row["sold_seats"] for row in tl], label="seats sold (net)")
     ax.axhline(report["summary"]["capacity"], color="grey", linestyle=":", label="capacity")
-    ax.set_ylabel("count")
-    ax.legend(loc="lower right")
-    ax.set_title("Admissions and sales")
+    _label(ax, "count", "Admissions and sales", legend="lower right")
     ax = axes[1]
     ax.plot(t, [row["waiting"] for row in tl], label="waiting (clients in queue)")
     ax.plot(t, [row["active"] for row in tl], label="active (admitted, booking)")
@@ -129,17 +133,13 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
             label="slots in use (gateway gauge)",
         )
     ax.axhline(report["fairness"]["max_active"], color="grey", linestyle=":", label="max_active")
-    ax.set_ylabel("users")
-    ax.legend(loc="upper right")
-    ax.set_title("Queue")
+    _label(ax, "users", "Queue")
     ax = axes[2]
     ax.plot(t, [row["read_lag"] for row in tl], label="confirmed, not yet in MySQL")
     if any(row.get("stream_lag") is not None for row in tl):
         ax.plot(t, [row.get("stream_lag") or 0 for row in tl], label="worker group lag (stream)")
-    ax.set_ylabel("reservations")
     ax.set_xlabel("seconds since booking opened")
-    ax.legend(loc="upper right")
-    ax.set_title("Worker lag")
+    _label(ax, "reservations", "Worker lag")
     fig.tight_layout()
     path = out_dir / "timeline.png"
     fig.savefig(path, dpi=100)
@@ -160,9 +160,7 @@ def plot(report: dict[str, Any], out_dir: Path) -> list[Path]:
             for i, name in ((1, "p50"), (2, "p95"), (3, "p99")):
                 ax.plot(x, [r[i] for r in rows], label=name)
             ax.axhline(P99_GOAL_MS, color="grey", linestyle=":", label="p99 goal")
-            ax.set_ylabel("ms")
-            ax.set_title(step)
-            ax.legend(loc="upper right")
+            _label(ax, "ms", step)
         axes[-1].set_xlabel("seconds since booking opened")
         fig.tight_layout()
         path = out_dir / "latency.png"
