@@ -58,7 +58,7 @@ class CommonSettings(BaseSettings):
     # connections unfairly: with wrk (256 connections, 5 s runs, a 0.5 ms/request app) its
     # p99 was 3.1-3.6 s and its max ~5 s, against p99 <= 0.25 s and max <= 0.3 s on asyncio's
     # loop at the same req/s. An on-sale is saturation, and its tail is what people feel
-    # (BENCHMARKS.md, "Event loop").
+    # (docs/benchmarks-history.md, "Event loop").
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
 
     def resolved_database_url(self) -> str:

@@ -4,8 +4,8 @@ request.
 The simulator shares two cores with the system it measures, so its client must be cheap:
 the crowd's requests go through the gateway's own httptools transport
 (``svckit/http_transport.py``), bytes in and bytes out: the simulator's CPU per request
-fell from 0.38–0.51 ms on aiohttp to 0.22–0.34 ms (BENCHMARKS.md, third session). Server-Sent
-Events streams use aiohttp, the few set-up and verification calls httpx
+fell from 0.38–0.51 ms on aiohttp to 0.22–0.34 ms (docs/benchmarks-history.md, third
+session). Server-Sent Events streams use aiohttp, the few set-up and verification calls httpx
 (``make_http_client``)."""
 
 from __future__ import annotations

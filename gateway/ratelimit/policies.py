@@ -102,7 +102,7 @@ class RateLimitSettings(BaseModel):
     # in one write (svckit/http_server.py) it costs throughput instead: at 64 connections
     # 1 ms gave 11,000-12,300 cached answers/s against 14,600-16,600 with 0, and a limiter
     # cost of 20-27 % against 16-19 % (bench/micro_cache.py, bench/ratelimit.py;
-    # BENCHMARKS.md, fourth session).
+    # docs/benchmarks-history.md, fourth session).
     redis_batch_window_ms: float = Field(default=0.0, ge=0, le=10)
     # After a Redis failure, requests go straight to the fallback for this long; then one
     # request probes Redis again (so a dead Redis costs one timeout per cool-down, not one

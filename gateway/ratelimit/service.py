@@ -292,7 +292,7 @@ class RedisRateLimiter:
     async def hit(self, group: str, subject: str) -> LimitDecision:
         """Count one request of ``subject`` (``user:<id>`` / ``ip:<addr>``) in ``group``."""
         # Every request comes through here: the common case is a few lookups and one
-        # awaited reply (BENCHMARKS.md, "the limiter's cost").
+        # awaited reply (docs/benchmarks-history.md, "the limiter's cost").
         rule = self._rules.get(group) or self._rule(group)
         call = rule.calls.get(subject)
         if call is None:
