@@ -6,29 +6,17 @@ from __future__ import annotations
 
 import pytest
 
-import shared.verified_tokens as tokens_module
 from gateway.testing import GatewayHarness
-from shared.tokens import AccessClaims, issue_access_token, verify_access_token
+from shared.tokens import issue_access_token
+from tests.fixtures.tokens import count_access_verifications
 
 MINE = "/api/ticketing/me/reservations"
-
-
-def _count_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = verify_access_token
-
-    def counting(token: str, *, secret: str) -> AccessClaims:
-        seen.append(token)
-        return real(token, secret=secret)
-
-    monkeypatch.setattr(tokens_module, "verify_access_token", counting)
-    return seen
 
 
 async def test_a_token_this_gateway_issued_is_not_verified_again(
     gateway: GatewayHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen = _count_verifications(monkeypatch)
+    seen = count_access_verifications(monkeypatch)
     gateway.ticket.get(MINE).respond(200, json={"items": []})
     body = (await gateway.client.post("/api/auth/guest", json={"nickname": "a"})).json()
     r = await gateway.client.get(MINE, headers={"Authorization": f"Bearer {body['access_token']}"})

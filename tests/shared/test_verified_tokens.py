@@ -8,35 +8,21 @@ import time
 
 import pytest
 
-import shared.verified_tokens as tokens_module
 from shared.tokens import (
     AccessClaims,
     AdmissionClaims,
     InvalidToken,
     issue_access_token,
     issue_admission_token,
-    verify_access_token,
-    verify_admission_token,
 )
 from shared.verified_tokens import VerifiedTokens
+from tests.fixtures.tokens import count_access_verifications, count_admission_verifications
 
 SECRET = "verified-tokens-secret-0123456789abcdef012345"
 
 
-def _count_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = verify_access_token
-
-    def counting(token: str, *, secret: str) -> AccessClaims:
-        seen.append(token)
-        return real(token, secret=secret)
-
-    monkeypatch.setattr(tokens_module, "verify_access_token", counting)
-    return seen
-
-
 def test_a_token_is_verified_once_while_it_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _count_verifications(monkeypatch)
+    seen = count_access_verifications(monkeypatch)
     store = VerifiedTokens(SECRET)
     token = issue_access_token(secret=SECRET, user_id="u_1", nickname="a", ttl_s=60)
     assert store.verify(token) == store.verify(token)
@@ -65,7 +51,7 @@ def test_forged_and_foreign_tokens_are_refused() -> None:
 
 
 def test_the_store_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _count_verifications(monkeypatch)
+    seen = count_access_verifications(monkeypatch)
     store = VerifiedTokens(SECRET, max_tokens=3)
     issued = [
         issue_access_token(secret=SECRET, user_id=f"u_{i}", nickname="n", ttl_s=60)
@@ -78,20 +64,8 @@ def test_the_store_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert seen.count(issued[0]) == 2
 
 
-def _count_admission_verifications(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    seen: list[str] = []
-    real = verify_admission_token
-
-    def counting(token: str, *, secret: str, user_id: str, session_id: int) -> AdmissionClaims:
-        seen.append(token)
-        return real(token, secret=secret, user_id=user_id, session_id=session_id)
-
-    monkeypatch.setattr(tokens_module, "verify_admission_token", counting)
-    return seen
-
-
 def test_an_admission_is_verified_once_and_stays_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _count_admission_verifications(monkeypatch)
+    seen = count_admission_verifications(monkeypatch)
     store = VerifiedTokens(SECRET)
     token, _ = issue_admission_token(
         secret=SECRET, user_id="u_1", session_id=7, queue_position=3, ttl_s=60
@@ -107,7 +81,7 @@ def test_an_admission_is_verified_once_and_stays_bound(monkeypatch: pytest.Monke
 
 
 def test_a_foreign_admission_is_never_cached(monkeypatch: pytest.MonkeyPatch) -> None:
-    seen = _count_admission_verifications(monkeypatch)
+    seen = count_admission_verifications(monkeypatch)
     store = VerifiedTokens(SECRET)
     token, _ = issue_admission_token(
         secret=SECRET, user_id="u_1", session_id=7, queue_position=None, ttl_s=60

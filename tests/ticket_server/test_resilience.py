@@ -142,12 +142,12 @@ async def test_a_redis_timeout_on_the_seat_map_is_paid_once(
     direct = redis.Redis.from_url(private_redis.url)
     try:
         # Every other client's commands wait: the seat map's script times out.
-        direct.execute_command("CLIENT", "PAUSE", int(6 * timeout_s * 1000), "ALL")
+        direct.client_pause(int(6 * timeout_s * 1000), all=True)
         started = time.monotonic()
         r = await client.get(url, headers=u.headers(sid))
         elapsed = time.monotonic() - started
     finally:
-        direct.execute_command("CLIENT", "UNPAUSE")
+        direct.client_unpause()
         direct.close()
     assert_problem(r, 503)
     assert r.headers["retry-after"] == "1"
