@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TypedDict
@@ -16,11 +17,13 @@ from api_server.catalog.router import router as catalog_router
 from api_server.config import Settings
 from api_server.errors import add_database_error_handler
 from api_server.rankings.router import router as rankings_router
+from api_server.replica import ReadMetrics, ReadRouter
 from api_server.stats.router import router as stats_router
 from shared.db.engine import make_engine, make_session_factory
 from svckit.app import install_common
 from svckit.gc_tuning import freeze_startup_heap
 from svckit.logs import configure_logging
+from svckit.metrics import ServiceMetrics
 from svckit.ops import ReadinessCheck
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -33,7 +36,7 @@ class State(TypedDict):
     engine: Engine
     read_engine: Engine
     session_factory: sessionmaker[Session]
-    read_session_factory: sessionmaker[Session]
+    read_router: ReadRouter
 
 
 def _ping(engine: Engine) -> None:
@@ -50,10 +53,19 @@ def _engine_check(attr: str) -> ReadinessCheck:
     return check
 
 
+async def _read_database_check(request: Request) -> str | None:
+    # The replica's last sample, not a query: reads fall back rather than fail, so this
+    # only fails when they cannot (ReadRouter.readiness).
+    router: ReadRouter = request.state.read_router
+    return router.readiness()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; the engine(s) are created in the lifespan and disposed on shutdown."""
     settings = settings or Settings()
     configure_logging(settings.log_level)
+    metrics = ServiceMetrics("api_server")
+    read_metrics = ReadMetrics(metrics.registry)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
@@ -61,6 +73,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         read_engine = (
             make_engine(settings.read_database_url) if settings.read_database_url else engine
         )
+        router = ReadRouter(
+            primary=engine,
+            replica=read_engine if read_engine is not engine else None,
+            max_lag_s=settings.read_replica_max_lag_s,
+            interval_s=settings.read_replica_check_interval_s,
+            metrics=read_metrics,
+        )
+        await asyncio.to_thread(router.refresh)  # start on the right database
+        sampler = asyncio.create_task(router.run(), name="read-replica-sampler")
+        read_metrics.router = router
         freeze_startup_heap(settings.gc_freeze)
         try:
             yield {
@@ -68,9 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 "engine": engine,
                 "read_engine": read_engine,
                 "session_factory": make_session_factory(engine),
-                "read_session_factory": make_session_factory(read_engine),
+                "read_router": router,
             }
         finally:
+            read_metrics.router = None
+            sampler.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sampler
             engine.dispose()
             if read_engine is not engine:
                 read_engine.dispose()
@@ -83,8 +109,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     checks: dict[str, ReadinessCheck] = {"database": _engine_check("engine")}
     if settings.read_database_url:
-        checks["read_database"] = _engine_check("read_engine")
-    install_common(app, service="api_server", checks=checks, max_body_bytes=MAX_BODY_BYTES)
+        checks["read_database"] = _read_database_check
+    install_common(
+        app,
+        service="api_server",
+        checks=checks,
+        max_body_bytes=MAX_BODY_BYTES,
+        metrics=metrics,
+    )
     add_database_error_handler(app)
     for router in (catalog_router, rankings_router, stats_router, admin_router):
         app.include_router(router)

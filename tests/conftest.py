@@ -14,6 +14,7 @@ from sqlalchemy import Engine, MetaData, text
 
 from boxoffice.db import migrate
 from shared.db.engine import make_engine
+from tests.fixtures.mariadb import replica_pair  # noqa: F401  (a session fixture)
 from tests.fixtures.services import (
     TEST_REDIS_ENV,
     EmbeddedRedis,
@@ -96,12 +97,16 @@ async def redis_client(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator
 
 
 _integration_passed: list[str] = []
+_replica_passed: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count passed integration tests (CI checks that they ran on MariaDB)."""
-    if report.when == "call" and report.passed and "integration" in report.keywords:
-        _integration_passed.append(report.nodeid)
+    """Count passed integration and read-replica tests (CI checks that both ran)."""
+    if report.when == "call" and report.passed:
+        if "integration" in report.keywords:
+            _integration_passed.append(report.nodeid)
+        if "replica" in report.keywords:
+            _replica_passed.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -117,3 +122,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"integration tests on {backend}: {len(_integration_passed)} passed"
     )
+    terminalreporter.write_line(f"replica tests: {len(_replica_passed)} passed")
