@@ -20,6 +20,7 @@ from api_server.app import create_app
 from shared.db.engine import make_engine
 from tests.api_server.conftest import add_catalog, assert_problem, make_settings, serve
 from tests.fixtures.mariadb import ReplicaPair
+from tests.fixtures.services import free_port
 
 pytestmark = pytest.mark.replica
 
@@ -245,3 +246,26 @@ async def test_a_killed_replica_is_named_and_reads_survive(
         assert await titles(api) == ["Kept", "While away"]
         assert await read_note(api) == "ok"
         assert (await strict.get("/readyz")).status_code == 200
+
+
+async def test_reads_stay_on_a_stopped_replica_while_the_primary_is_down(
+    pair: ReplicaPair, primary: Engine
+) -> None:
+    write_performance(primary, "Stale but served")
+    pair.wait_caught_up()
+    pair.replica.query("STOP SLAVE SQL_THREAD")
+    settings = make_settings(
+        f"mysql+pymysql://root@127.0.0.1:{free_port()}/nothing",  # a primary that is down
+        read_database_url=pair.replica_url,
+        read_replica_check_interval_s=0.1,
+    )
+    async with serve(create_app(settings)) as api:
+
+        async def sampled() -> bool:
+            return await metric(api, "boxoffice_db_replica_replicating") == 0
+
+        await eventually(sampled)
+        assert await metric(api, "boxoffice_db_reads_on_primary") == 0
+        assert await titles(api) == ["Stale but served"]
+        body = assert_problem(await api.get("/readyz"), 503)
+        assert set(body["failing"]) == {"database"}
