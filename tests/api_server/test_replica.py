@@ -13,14 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api_server.app import create_app
 from shared.db.engine import make_engine
 from tests.api_server.conftest import add_catalog, assert_problem, make_settings, serve
 from tests.fixtures.mariadb import ReplicaPair
-from tests.fixtures.services import free_port
+from tests.fixtures.services import empty_tables, free_port
 
 pytestmark = pytest.mark.replica
 
@@ -33,13 +33,7 @@ def pair(replica_pair: ReplicaPair) -> Iterator[ReplicaPair]:
     replica_pair.ensure_replicating()
     engine = make_engine(replica_pair.primary_url)
     try:
-        meta = MetaData()
-        meta.reflect(bind=engine)
-        with engine.begin() as conn:
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-            for table in reversed(meta.sorted_tables):
-                if table.name != "alembic_version":
-                    conn.execute(table.delete())
+        empty_tables(engine)
     finally:
         engine.dispose()
     replica_pair.wait_caught_up()
