@@ -10,6 +10,7 @@ from typing import TypedDict
 
 from fastapi import FastAPI, Request
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api_server.admin.router import router as admin_router
@@ -27,6 +28,8 @@ from svckit.metrics import ServiceMetrics
 from svckit.ops import ReadinessCheck
 
 MAX_BODY_BYTES = 1024 * 1024
+# The longest a read may wait for the replica's answer before it is a 503.
+READ_TIMEOUT_S = 30
 
 
 class State(TypedDict):
@@ -37,6 +40,15 @@ class State(TypedDict):
     read_engine: Engine
     session_factory: sessionmaker[Session]
     read_router: ReadRouter
+
+
+def _make_read_engine(url: str) -> Engine:
+    # pymysql waits for an answer without limit: a replica that hangs (frozen, or cut off
+    # without a reset) would hold request threads for ever. Reads are short lookups.
+    if make_url(url).get_backend_name() == "mysql":
+        timeouts = {"read_timeout": READ_TIMEOUT_S, "write_timeout": READ_TIMEOUT_S}
+        return make_engine(url, connect_args=timeouts)
+    return make_engine(url)
 
 
 def _ping(engine: Engine) -> None:
@@ -71,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(_app: FastAPI) -> AsyncIterator[State]:
         engine = make_engine(settings.resolved_database_url())
         read_engine = (
-            make_engine(settings.read_database_url) if settings.read_database_url else engine
+            _make_read_engine(settings.read_database_url) if settings.read_database_url else engine
         )
         router = ReadRouter(
             primary=engine,
@@ -80,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval_s=settings.read_replica_check_interval_s,
             metrics=read_metrics,
         )
-        await asyncio.to_thread(router.refresh)  # start on the right database
+        await router.sample()  # start on the right database
         sampler = asyncio.create_task(router.run(), name="read-replica-sampler")
         read_metrics.router = router
         freeze_startup_heap(settings.gc_freeze)

@@ -34,6 +34,8 @@ log = logging.getLogger("boxoffice.api_server.replica")
 # MySQL/MariaDB "access denied" for SHOW REPLICA STATUS (REPLICATION CLIENT / SLAVE MONITOR
 # missing): the lag is then unknown, which is not a reason to stop using the replica.
 _ACCESS_DENIED = {1227, 1044, 1142}
+# The least time a sample gets before the replica counts as unreachable.
+SAMPLE_TIMEOUT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class ReadRouter:
         self.state = ReplicaState(reachable=True, replicating=None, lag_s=None)
         self.sampled_at = time.monotonic()
         self.on_primary = replica is None
+        self._pending: asyncio.Future[ReplicaState] | None = None
 
     @property
     def fallback(self) -> bool:
@@ -196,14 +199,46 @@ class ReadRouter:
         self.sampled_at = time.monotonic()
         return state
 
+    @property
+    def sample_timeout_s(self) -> float:
+        """How long a sample may take before the replica counts as unreachable."""
+        return max(self.interval_s, SAMPLE_TIMEOUT_S)
+
+    def _no_answer(self) -> None:
+        # A hung replica (frozen, or cut off without a reset) answers nothing, not even an
+        # error: its pooled connections wait forever. Counted as unreachable; the primary is
+        # assumed up (its own readiness check says otherwise).
+        state = ReplicaState(
+            reachable=False,
+            replicating=None,
+            lag_s=None,
+            error=f"no answer within {self.sample_timeout_s:g}s",
+        )
+        if self.fallback and not self.on_primary:
+            log.warning("read replica %s: reads go to the primary", state.problem(0))
+        self.state, self.on_primary = state, self.fallback
+        self.sampled_at = time.monotonic()
+
+    async def sample(self) -> None:
+        """Sample the replica in a thread, waiting at most ``sample_timeout_s``. A sample
+        still running from last time is waited for, never doubled, so a hung replica holds
+        one thread, not one per interval."""
+        if self._pending is None:
+            self._pending = asyncio.ensure_future(asyncio.to_thread(self.refresh))
+        try:
+            await asyncio.wait_for(asyncio.shield(self._pending), self.sample_timeout_s)
+        except TimeoutError:
+            self._no_answer()
+            return
+        except Exception:  # a sampling bug must not stop sampling: reads keep flowing
+            log.exception("read replica sample failed")
+        self._pending = None
+
     async def run(self) -> None:
         """Sample every ``interval_s`` until cancelled."""
         while True:
             await asyncio.sleep(self.interval_s)
-            try:
-                await asyncio.to_thread(self.refresh)
-            except Exception:  # a sampling bug must not end the loop: reads keep flowing
-                log.exception("read replica sample failed")
+            await self.sample()
 
     def readiness(self) -> str | None:
         """``/readyz``'s word on reads: ``None`` when all is well, a note when reads fall

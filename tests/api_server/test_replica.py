@@ -248,6 +248,36 @@ async def test_a_killed_replica_is_named_and_reads_survive(
         await eventually(strict_recovered)  # its own sampler, on its own schedule
 
 
+async def test_a_frozen_replica_is_bypassed_within_the_sample_timeout(
+    pair: ReplicaPair, primary: Engine
+) -> None:
+    write_performance(primary, "Kept")
+    pair.wait_caught_up()
+    async with api_on(pair) as api:
+        assert await titles(api) == ["Kept"]  # the pool now holds a replica connection
+        pair.replica.freeze()
+        try:
+
+            async def bypassed() -> bool:
+                return await metric(api, "boxoffice_db_reads_on_primary") == 1
+
+            await eventually(bypassed)
+            assert await metric(api, "boxoffice_db_replica_up") == 0
+            note = await read_note(api)
+            assert note == "replica unreachable (no answer within 2s); reads use the primary"
+            started = time.monotonic()
+            assert await titles(api) == ["Kept"]  # from the primary, not stuck
+            assert time.monotonic() - started < 1
+        finally:
+            pair.replica.thaw()
+
+        async def recovered() -> bool:
+            return await metric(api, "boxoffice_db_reads_on_primary") == 0
+
+        await eventually(recovered)
+        assert await read_note(api) == "ok"
+
+
 async def test_reads_stay_on_a_stopped_replica_while_the_primary_is_down(
     pair: ReplicaPair, primary: Engine
 ) -> None:
