@@ -29,6 +29,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.db.engine import make_session_factory
+
 log = logging.getLogger("boxoffice.api_server.replica")
 
 # MySQL/MariaDB "access denied" for SHOW REPLICA STATUS (REPLICATION CLIENT / SLAVE MONITOR
@@ -160,10 +162,8 @@ class ReadRouter:
         self.max_lag_s = max_lag_s
         self.interval_s = interval_s
         self.metrics = metrics
-        self._primary_factory = sessionmaker(bind=primary, expire_on_commit=False)
-        self._replica_factory = (
-            sessionmaker(bind=replica, expire_on_commit=False) if replica is not None else None
-        )
+        self._primary_factory = make_session_factory(primary)
+        self._replica_factory = make_session_factory(replica) if replica is not None else None
         # Until the first sample, trust the replica.
         self.state = ReplicaState(reachable=True, replicating=None, lag_s=None)
         self.sampled_at = time.monotonic()
