@@ -92,8 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interval_s=settings.read_replica_check_interval_s,
             metrics=read_metrics,
         )
-        await router.sample()  # start on the right database
-        sampler = asyncio.create_task(router.run(), name="read-replica-sampler")
+        sampler: asyncio.Task[None] | None = None
+        if router.replica is not None:
+            await router.sample()  # start on the right database
+            sampler = asyncio.create_task(router.run(), name="read-replica-sampler")
         read_metrics.router = router
         freeze_startup_heap(settings.gc_freeze)
         try:
@@ -106,9 +108,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         finally:
             read_metrics.router = None
-            sampler.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sampler
+            if sampler is not None:
+                sampler.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sampler
             engine.dispose()
             if read_engine is not engine:
                 read_engine.dispose()

@@ -185,7 +185,7 @@ class ReadRouter:
 
     def refresh(self) -> ReplicaState:
         """Sample the replica now and decide where reads go (blocking; run in a thread)."""
-        if self.replica is None:
+        if self.replica is None:  # no replica: reads use the primary, nothing to sample
             return self.state
         state = sample_replica(self.replica)
         problem = state.problem(self.max_lag_s)
