@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api_server.config import Settings
 from api_server.errors import Forbidden, Unauthorized
+from api_server.replica import ReadRouter
 from shared.ids import MAX_ID
 
 # An offset is no id, but the same reasoning bounds it (shared/ids.py): exact in JavaScript,
@@ -47,8 +48,10 @@ def get_db(request: Request) -> Iterator[Session]:
 
 
 def get_read_db(request: Request) -> Iterator[Session]:
-    """One session on the read database (a replica when configured) per request."""
-    yield from _session(request.state.read_session_factory)
+    """One session on the read database per request: the replica when configured and
+    usable, else the primary (``api_server/replica.py``)."""
+    router: ReadRouter = request.state.read_router
+    yield from _session(router.session_factory())
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

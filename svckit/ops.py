@@ -13,7 +13,9 @@ from starlette.responses import Response
 from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
 from svckit.metrics import ServiceMetrics
 
-ReadinessCheck = Callable[[Request], Awaitable[None]]
+# A check raises (or times out) when its dependency is not ready; it may return a note
+# (e.g. "replica down; reads use the primary") that /readyz reports instead of "ok".
+ReadinessCheck = Callable[[Request], Awaitable[str | None]]
 
 
 def ops_router(
@@ -34,20 +36,22 @@ def ops_router(
     async def readyz(request: Request) -> Response:
         """Readiness: 200 when every dependency answers, else 503 naming the failing ones."""
 
-        async def run(name: str, check: ReadinessCheck) -> tuple[str, str | None]:
+        async def run(name: str, check: ReadinessCheck) -> tuple[str, str | None, str]:
             try:
-                await asyncio.wait_for(check(request), timeout_s)
+                note = await asyncio.wait_for(check(request), timeout_s)
             except TimeoutError:
-                return name, f"no answer within {timeout_s}s"
+                return name, f"no answer within {timeout_s}s", ""
             except Exception as e:  # any failure means "not ready"; the reason is reported
-                return name, f"{type(e).__name__}: {e}"[:300]
-            return name, None
+                return name, f"{type(e).__name__}: {e}"[:300], ""
+            return name, None, note or "ok"
 
         results = await asyncio.gather(*(run(n, c) for n, c in checks.items()))
-        failing = {name: why for name, why in results if why is not None}
+        failing = {name: why for name, why, _ in results if why is not None}
         if not failing:
             return Response(
-                orjson.dumps({"status": "ready", "checks": dict.fromkeys(checks, "ok")}),
+                orjson.dumps(
+                    {"status": "ready", "checks": {name: note for name, _, note in results}}
+                ),
                 media_type="application/json",
             )
         body = problem_body(

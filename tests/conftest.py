@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine
 
 from boxoffice.db import migrate
 from shared.db.engine import make_engine
+from tests.fixtures.mariadb import replica_pair  # noqa: F401  (a session fixture)
 from tests.fixtures.services import (
     TEST_REDIS_ENV,
     EmbeddedRedis,
+    empty_tables,
     reset_database,
     test_database_url,
 )
@@ -54,16 +56,7 @@ def clean_db(db_engine: Engine) -> Iterator[Engine]:
     """The test database, emptied after the test (works for subprocesses too, unlike a
     rolled-back transaction)."""
     yield db_engine
-    meta = MetaData()
-    meta.reflect(bind=db_engine)
-    with db_engine.begin() as conn:
-        if db_engine.dialect.name == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-        for table in reversed(meta.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(table.delete())
-        if db_engine.dialect.name == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+    empty_tables(db_engine)
 
 
 @pytest.fixture(scope="session")
@@ -96,12 +89,16 @@ async def redis_client(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator
 
 
 _integration_passed: list[str] = []
+_replica_passed: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count passed integration tests (CI checks that they ran on MariaDB)."""
-    if report.when == "call" and report.passed and "integration" in report.keywords:
-        _integration_passed.append(report.nodeid)
+    """Count passed integration and read-replica tests (CI checks that both ran)."""
+    if report.when == "call" and report.passed:
+        if "integration" in report.keywords:
+            _integration_passed.append(report.nodeid)
+        if "replica" in report.keywords:
+            _replica_passed.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -117,3 +114,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"integration tests on {backend}: {len(_integration_passed)} passed"
     )
+    terminalreporter.write_line(f"replica tests: {len(_replica_passed)} passed")

@@ -32,11 +32,32 @@ async def test_readyz_names_the_database_when_it_is_down() -> None:
 
 
 @pytest.mark.integration
-async def test_readyz_names_the_read_replica_when_only_it_is_down(database_url: str) -> None:
+async def test_a_down_replica_is_named_and_reads_fall_back_to_the_primary(
+    database_url: str,
+) -> None:
     settings = make_settings(database_url, read_database_url=_closed_port_url())
+    async with serve(create_app(settings)) as api:
+        resp = await api.get("/readyz")
+        assert resp.status_code == 200  # reads are served: from the primary
+        note = resp.json()["checks"]["read_database"]
+        assert note.startswith("replica unreachable")
+        assert note.endswith("reads use the primary")
+        assert (await api.get("/api/venues")).status_code == 200
+        metrics = (await api.get("/metrics")).text
+        assert "boxoffice_db_replica_up 0.0" in metrics
+        assert "boxoffice_db_reads_on_primary 1.0" in metrics
+        assert 'boxoffice_db_reads_total{target="primary"} 1.0' in metrics
+
+
+@pytest.mark.integration
+async def test_without_fallback_readyz_names_the_down_replica(database_url: str) -> None:
+    settings = make_settings(
+        database_url, read_database_url=_closed_port_url(), read_replica_max_lag_s=0
+    )
     async with serve(create_app(settings)) as api:
         body = assert_problem(await api.get("/readyz"), 503)
         assert set(body["failing"]) == {"read_database"}
+        assert "read replica unreachable" in body["failing"]["read_database"]
         # Reads go to the replica: a 503 the client may retry, not a 500.
         resp = await api.get("/api/venues")
         assert_problem(resp, 503)

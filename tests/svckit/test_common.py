@@ -152,6 +152,22 @@ class TestOps:
             if not ready:
                 assert "thing" in r.json()["failing"]
 
+    async def test_a_check_may_answer_ready_with_a_note(self) -> None:
+        app = FastAPI()
+
+        async def degraded(_: Request) -> str:
+            return "replica down; reads use the primary"
+
+        async def fine(_: Request) -> None:
+            return None
+
+        install_common(app, service="t", checks={"reads": degraded, "db": fine})
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            r = await c.get("/readyz")
+        assert r.status_code == 200
+        assert r.json()["checks"] == {"reads": "replica down; reads use the primary", "db": "ok"}
+
     async def test_metrics_count_requests(self, client: httpx.AsyncClient) -> None:
         await client.get("/healthz")
         text = (await client.get("/metrics")).text
