@@ -96,12 +96,16 @@ async def redis_client(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator
 
 
 _integration_passed: list[str] = []
+_browser_passed: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count passed integration tests (CI checks that they ran on MariaDB)."""
+    """Count passed integration tests (CI checks that they ran on MariaDB) and passed
+    browser tests (CI checks that Chromium ran them)."""
     if report.when == "call" and report.passed and "integration" in report.keywords:
         _integration_passed.append(report.nodeid)
+    if report.when == "call" and report.passed and "browser" in report.keywords:
+        _browser_passed.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -117,3 +121,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line(
         f"integration tests on {backend}: {len(_integration_passed)} passed"
     )
+    terminalreporter.write_line(f"browser tests: {len(_browser_passed)} passed")
