@@ -29,7 +29,8 @@ except ImportError:  # pragma: no cover - dev extras not installed
     HAVE_PLAYWRIGHT = False
 
 SKIP_REASON = (
-    "browser tests need Chromium (apt-get install chromium) and Playwright (pip install -e '.[dev]')"
+    "browser tests need Chromium (apt-get install chromium) "
+    "and Playwright (pip install -e '.[dev]')"
     if not (CHROMIUM and HAVE_PLAYWRIGHT)
     else f"not in this checkout yet: {', '.join(missing_pieces())}"
 )
@@ -133,9 +134,11 @@ def new_page(browser: Any, catalog: Catalog) -> Iterator[Any]:
         page.on("pageerror", lambda e: errors.append(f"page error: {e}"))
         page.on(
             "console",
-            lambda m: errors.append(f"console: {m.text}")
-            if m.type == "error" and "Content-Security-Policy" in m.text
-            else None,
+            lambda m: (
+                errors.append(f"console: {m.text}")
+                if m.type == "error" and "Content-Security-Policy" in m.text
+                else None
+            ),
         )
         return page
 

@@ -67,8 +67,8 @@ class Catalog:
         )  # fmt: skip
         perf = self._admin(
             "/api/admin/performances",
-            {"title": title, "description": "A show made by the browser tests.", "venue_id": venue["id"]},
-        )  # fmt: skip
+            {"title": title, "description": "Made by the browser tests.", "venue_id": venue["id"]},
+        )
         now = datetime.now(UTC)
         session = self._admin(
             f"/api/admin/performances/{perf['id']}/sessions",

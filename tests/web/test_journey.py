@@ -91,8 +91,11 @@ def test_expired_token_brings_back_the_form_and_resumes(new_page: Any, catalog: 
     expect(page.get_by_role("button", name="Join the queue")).to_be_visible()
     # The token expires (or is forged): the next API call gets a 401.
     page.evaluate(
-        """() => { const u = JSON.parse(sessionStorage.getItem('bx.auth'));
-        u.access_token = 'expired.token.value'; sessionStorage.setItem('bx.auth', JSON.stringify(u)); }"""
+        """() => {
+          const u = JSON.parse(sessionStorage.getItem('bx.auth'));
+          u.access_token = 'expired.token.value';
+          sessionStorage.setItem('bx.auth', JSON.stringify(u));
+        }"""
     )
     page.get_by_role("button", name="Join the queue").click()
     sign_in(page, "Second")

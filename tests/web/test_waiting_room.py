@@ -14,7 +14,9 @@ from tests.web.system import ApiUser, Catalog
 from tests.web.test_journey import sign_in
 
 
-def wait_behind_someone(new_page: Any, catalog: Catalog, **session: Any) -> tuple[Any, ApiUser, Page]:
+def wait_behind_someone(
+    new_page: Any, catalog: Catalog, **session: Any
+) -> tuple[Any, ApiUser, Page]:
     """A session with one active slot taken by an API user; a browser user joins behind."""
     show = catalog.session(max_active=1, **session)
     first = ApiUser(catalog.url, "Early Bird")
