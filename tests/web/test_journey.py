@@ -4,11 +4,13 @@ pick seats, hold, confirm, rankings, my tickets, cancel; and a reload mid-journe
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, expect
 
-from tests.web.system import Catalog
+from tests.web.a11y import assert_accessible, screenshot
+from tests.web.system import ApiUser, Catalog
 
 
 def seat(page: Page, label: str) -> Any:
@@ -22,39 +24,65 @@ def sign_in(page: Page, nickname: str) -> None:
     page.get_by_role("button", name="Continue").click()
 
 
-def test_browse_book_confirm_rank_and_cancel(new_page: Any, catalog: Catalog) -> None:
-    show = catalog.session(rows=("A", "B", "C"), seats_per_row=6)
+def test_browse_book_confirm_rank_and_cancel(
+    new_page: Any, catalog: Catalog, tmp_path: Path
+) -> None:
+    """Every page of the journey, each checked with axe-core on the way."""
+    rows = tuple("ABCDEFGH")
+    show = catalog.session(title="Aurora Live in Seoul", rows=rows, seats_per_row=16)
+    # Other people have booked already: their seats are taken on the map.
+    by_label = {s["label"]: s["seat_id"] for s in show["seats"]}
+    for nickname, labels in (("Early", ["A-5", "A-6", "A-7", "A-8"]), ("Earlier", ["E-9"])):
+        other = ApiUser(catalog.url, nickname)
+        other.join_until_admitted(show["id"])
+        other.confirm(other.hold(show["id"], [by_label[x] for x in labels])["hold_id"])
+        other.close()
     page: Page = new_page()
     page.goto("/")
     page.get_by_role("searchbox", name="Search performances").fill(show["title"])
+    expect(page.get_by_role("link", name=show["title"])).to_have_count(1)
+    assert_accessible(page, "home")
     page.get_by_role("link", name=show["title"]).click()
     expect(page.get_by_role("heading", level=1)).to_have_text(show["title"])
     expect(page.get_by_text("open now")).to_be_visible()  # the countdown has run out
+    assert_accessible(page, "performance")
     page.get_by_role("link", name=re.compile("^Book")).click()
 
+    expect(page.get_by_label("Nickname")).to_be_visible()
+    assert_accessible(page, "sign-in")
     sign_in(page, "Alice")
+    expect(page.get_by_role("button", name="Join the queue")).to_be_visible()
+    assert_accessible(page, "session, before joining")
     page.get_by_role("button", name="Join the queue").click()
     expect(page.get_by_role("status")).to_contain_text("your turn")
-    first, second = seat(page, "A-1"), seat(page, "A-2")
+    first, second = seat(page, "D-7"), seat(page, "D-8")
     first.click()
     second.click()
     expect(first).to_have_attribute("aria-pressed", "true")
     expect(second).to_have_attribute("aria-pressed", "true")
+    expect(seat(page, "A-5")).to_be_disabled()
+    assert_accessible(page, "seat map")
+    screenshot(page, "seat-map", tmp_path)
     page.get_by_role("button", name="Hold seats").click()
     expect(page.get_by_role("timer")).to_contain_text("Held for")
     expect(first).to_be_disabled()  # held now (by us)
+    assert_accessible(page, "hold")
     page.get_by_role("button", name="Confirm reservation").click()
 
     expect(page.get_by_role("heading", name="Reservation confirmed")).to_be_visible()
     expect(page.locator("main")).to_contain_text("Rank")
-    expect(page.locator("main")).to_contain_text("A-1, A-2")
+    expect(page.locator("main")).to_contain_text("D-7, D-8")
+    assert_accessible(page, "confirmation")
     page.get_by_role("link", name="Rankings").click()
     table = page.get_by_role("table")
     for column in ("Rank", "Nickname", "Time", "Seats"):
         expect(table.get_by_role("columnheader", name=column)).to_be_visible()
     expect(table.get_by_role("row").filter(has_text="Alice")).to_have_count(1, timeout=20_000)
+    assert_accessible(page, "rankings")
 
     page.get_by_role("link", name="My tickets").click()
+    expect(page.get_by_role("button", name="Cancel")).to_be_visible()
+    assert_accessible(page, "my tickets")
     page.get_by_role("button", name="Cancel").click()
     expect(page.locator("main")).to_contain_text("Cancelled")
     page.reload()  # the server says so too

@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 from playwright.sync_api import Page, Request, Route, expect
 
+from tests.web.a11y import assert_accessible, screenshot
 from tests.web.system import ApiUser, Catalog
 from tests.web.test_journey import sign_in
 
@@ -42,22 +44,34 @@ def status_polls(page: Page, session_id: int) -> list[float]:
     return times
 
 
-def test_live_stream_moves_the_waiter_in_without_polling(new_page: Any, catalog: Catalog) -> None:
-    show, first, page = wait_behind_someone(new_page, catalog)
+def test_live_stream_moves_the_waiter_in_without_polling(
+    new_page: Any, catalog: Catalog, tmp_path: Path
+) -> None:
+    show, first, page = wait_behind_someone(new_page, catalog, title="Aurora Live in Seoul")
+    ahead = [ApiUser(catalog.url, f"Ahead {i}") for i in range(2)]
+    for person in ahead:
+        assert person.client.post(f"/api/queue/{show['id']}/join").status_code == 200
     try:
         polls = status_polls(page, show["id"])
         page.get_by_role("button", name="Join the queue").click()
         status = page.get_by_role("status")
         expect(status).to_contain_text("in line")
-        expect(status).to_contain_text("number 1")
+        expect(status).to_contain_text("number 3, with 2 people ahead of you")
         expect(page.get_by_text("Live updates.")).to_be_visible()
         expect(page.get_by_role("button", name="Leave the queue")).to_be_visible()
+        assert_accessible(page, "waiting room")
+        screenshot(page, "waiting-room", tmp_path)
+        for person in ahead:
+            person.leave(show["id"])
+        expect(status).to_contain_text("number 1")  # live, over the stream
         first.leave(show["id"])  # frees the slot: the stream brings the admission
         expect(status).to_contain_text("your turn")
         expect(page.get_by_role("button", name=re.compile(r"^A-1,"))).to_be_enabled()
         assert polls == [], "the stream alone carried the updates"
     finally:
         first.close()
+        for person in ahead:
+            person.close()
 
 
 def test_cut_stream_falls_back_to_polling(new_page: Any, catalog: Catalog) -> None:
@@ -115,5 +129,6 @@ def test_sold_out_is_announced_to_the_waiting(new_page: Any, catalog: Catalog) -
         first.confirm(hold["hold_id"])
         expect(status).to_contain_text("Sold out", timeout=15_000)
         expect(page.get_by_role("button", name="Leave the queue")).to_have_count(0)
+        assert_accessible(page, "sold out")
     finally:
         first.close()

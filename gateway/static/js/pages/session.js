@@ -25,7 +25,7 @@ function newKey() {
 }
 
 function waitText(seconds) {
-  if (seconds === null || seconds === undefined) return 'unknown';
+  if (seconds === null || seconds === undefined) return 'still being worked out';
   if (seconds < 60) return `about ${Math.max(1, Math.round(seconds))} s`;
   return `about ${Math.round(seconds / 60)} min`;
 }
