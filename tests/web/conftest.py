@@ -107,9 +107,10 @@ def catalog(system: Target) -> Iterator[Catalog]:
     c.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """One headless Chromium for the run."""
+    """One headless Chromium per module: Playwright's sync API runs an event loop of its
+    own, which must be gone before any asyncio test of another module runs."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

@@ -49,7 +49,8 @@ const dateFormat = new Intl.DateTimeFormat('en-GB', {
   hour: '2-digit', minute: '2-digit',
 });
 export const formatDate = (iso) => dateFormat.format(new Date(iso));
-export const formatPrice = (price) => Number(price).toLocaleString('en-US');
+const priceFormat = new Intl.NumberFormat('en-US');
+export const formatPrice = (price) => priceFormat.format(Number(price));
 
 /** 75 → "1:15"; 3700 → "1:01:40". */
 export function formatClock(totalSeconds) {

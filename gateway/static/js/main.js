@@ -108,6 +108,7 @@ export async function render({ focus = false } = {}) {
       // A page that meets an expired token mid-way asks for sign-in here.
       requireSignIn: () => showSignIn(controller),
     });
+    performance.mark('page-rendered'); // bench/web_app.py: first page load
   } catch (err) {
     if (controller.signal.aborted) return;
     if (err instanceof AuthRequired) {
