@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 import redis
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine
 
 from boxoffice.simulate.system import LocalSystem, Target, missing_pieces
+from tests.fixtures.services import empty_tables
 from tests.web.system import Catalog
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -49,19 +50,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
             if not AVAILABLE:
                 item.add_marker(pytest.mark.skip(reason=SKIP_REASON))
-
-
-def _empty_tables(engine: Engine) -> None:
-    meta = MetaData()
-    meta.reflect(bind=engine)
-    with engine.begin() as conn:
-        if engine.dialect.name == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-        for table in reversed(meta.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(table.delete())
-        if engine.dialect.name == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +84,7 @@ def system(
         local.stop()
         flush.flushdb()
         flush.close()
-        _empty_tables(db_engine)
+        empty_tables(db_engine)
 
 
 @pytest.fixture(scope="module")
