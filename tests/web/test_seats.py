@@ -9,7 +9,7 @@ from typing import Any
 from playwright.sync_api import Page, expect
 
 from tests.web.conftest import HOLD_TTL_S
-from tests.web.system import Catalog
+from tests.web.system import ApiUser, Catalog
 from tests.web.test_journey import seat, sign_in
 
 
@@ -99,3 +99,18 @@ def test_keyboard_reaches_every_seat_and_the_limit_holds(new_page: Any, catalog:
     expect(page.get_by_role("button", name="Hold seats")).to_be_focused()
     page.keyboard.press("Enter")
     expect(page.get_by_role("timer")).to_be_visible()
+
+
+def test_the_open_map_shows_what_others_take(new_page: Any, catalog: Catalog) -> None:
+    show = catalog.session()
+    page = admitted_page(new_page, show["id"], "Watcher")
+    other = ApiUser(catalog.url, "Quick")
+    try:
+        other.join_until_admitted(show["id"])
+        by_label = {s["label"]: s["seat_id"] for s in show["seats"]}
+        expect(seat(page, "B-5")).to_be_enabled()
+        other.hold(show["id"], [by_label["B-5"]])
+        expect(seat(page, "B-5")).to_be_disabled(timeout=10_000)  # the map refreshes itself
+        expect(seat(page, "B-5")).to_have_accessible_name(re.compile(r"^B-5, R, 90,000, held"))
+    finally:
+        other.close()

@@ -132,3 +132,36 @@ def test_sold_out_is_announced_to_the_waiting(new_page: Any, catalog: Catalog) -
         assert_accessible(page, "sold out")
     finally:
         first.close()
+
+
+def test_leave_then_an_expired_place_offers_to_rejoin(new_page: Any, catalog: Catalog) -> None:
+    show, first, page = wait_behind_someone(new_page, catalog)
+    try:
+        page.get_by_role("button", name="Join the queue").click()
+        status = page.get_by_role("status")
+        expect(status).to_contain_text("in line")
+        page.get_by_role("button", name="Leave the queue").click()
+        expect(status).to_have_text("You left the queue.")
+        page.reload()  # the server agrees: not in the queue any more
+        expect(page.get_by_role("button", name="Join the queue")).to_be_visible()
+
+        # A place lost to a missed heartbeat (the stream reports it as it would).
+        def expired(route: Route) -> None:
+            event = {
+                "session_id": show["id"], "status": "expired", "position": None, "ahead": 0,
+                "estimated_wait_s": None, "admission_token": None, "admission_expires_at": None,
+            }  # fmt: skip
+            route.fulfill(
+                status=200,
+                headers={"content-type": "text/event-stream"},
+                body=f"event: status\ndata: {json.dumps(event)}\n\n",
+            )
+
+        page.route(f"**/api/queue/{show['id']}/events", expired)
+        page.get_by_role("button", name="Join the queue").click()
+        expect(status).to_contain_text("Your place expired")
+        page.unroute(f"**/api/queue/{show['id']}/events")
+        page.get_by_role("button", name="Join the queue").click()  # rejoin
+        expect(status).to_contain_text("in line")
+    finally:
+        first.close()
