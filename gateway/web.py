@@ -70,13 +70,16 @@ class StaticFile:
     gzipped: bytes | None
     content_type: bytes
     etag: bytes
+    etag_gzipped: bytes  # each representation has its own strong validator
     cache_control: bytes
 
 
 def _file(body: bytes, content_type: bytes, cache_control: bytes) -> StaticFile:
     packed = gzip.compress(body, mtime=0) if len(body) >= _GZIP_MIN else None
-    etag = b'"' + hashlib.sha256(body).hexdigest()[:32].encode() + b'"'
-    return StaticFile(body, packed, content_type, etag, cache_control)
+    tag = hashlib.sha256(body).hexdigest()[:32].encode()
+    return StaticFile(
+        body, packed, content_type, b'"' + tag + b'"', b'"' + tag + b'-gz"', cache_control
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,20 +177,22 @@ class WebApp:
             await self._not_allowed(scope, send)
             return
         headers: list[tuple[bytes, bytes]] = scope["headers"]
+        packed = found.gzipped is not None and _accepts_gzip(headers)
+        etag = found.etag_gzipped if packed else found.etag
         out = [
             (b"content-type", found.content_type),
             (b"cache-control", found.cache_control),
-            (b"etag", found.etag),
+            (b"etag", etag),
             (b"vary", b"Accept-Encoding"),
             *_SECURITY_HEADERS,
         ]
-        if _etag_matches(headers, found.etag):
+        if _etag_matches(headers, etag):
             await send({"type": "http.response.start", "status": 304, "headers": out})
             await send({"type": "http.response.body", "body": b""})
             return
         body = found.body
-        if found.gzipped is not None and _accepts_gzip(headers):
-            body = found.gzipped
+        if packed:
+            body = found.gzipped or body
             out.append((b"content-encoding", b"gzip"))
         out.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": 200, "headers": out})

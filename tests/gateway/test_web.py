@@ -122,6 +122,7 @@ class TestAssets:
         raw = await packed.aread()  # httpx decodes; compare with the plain body instead
         await packed.aclose()
         assert packed.headers["content-encoding"] == "gzip"
+        assert packed.headers["etag"] != plain.headers["etag"]  # one validator per encoding
         assert raw == plain.content
         assert int(packed.headers["content-length"]) < len(plain.content)
 

@@ -58,6 +58,7 @@ export async function sessionPage({ main, params, signal, navigate, requireSignI
   let map = null;
   let opening = false;
   let holdPanel = null;
+  let timers = []; // the seat map's refresh and the hold's countdown
 
   const showProblem = (text) => {
     problem.textContent = text;
@@ -102,15 +103,16 @@ export async function sessionPage({ main, params, signal, navigate, requireSignI
     showJoin();
   }));
 
+  const opensAt = Date.parse(session.booking_opens_at);
+  const tickOpening = () => {
+    const left = (opensAt - Date.now()) / 1000;
+    opensIn.textContent = left > 0 ? `Booking opens in ${formatClock(left)}.` : '';
+  };
+  every(1000, signal, tickOpening);
+
   function showJoin() {
     mode.textContent = '';
-    const opensAt = Date.parse(session.booking_opens_at);
-    const tick = () => {
-      const left = (opensAt - Date.now()) / 1000;
-      opensIn.textContent = left > 0 ? `Booking opens in ${formatClock(left)}.` : '';
-    };
-    tick();
-    every(1000, signal, tick);
+    tickOpening();
     actions.replaceChildren(joinButton, opensIn);
   }
 
@@ -303,10 +305,12 @@ export async function sessionPage({ main, params, signal, navigate, requireSignI
     showSelection([]);
     const saved = savedHold(sessionId);
     if (saved && saved.user_id === auth().user_id) showHold(saved);
-    every(SEAT_REFRESH_MS, signal, refresh);
+    timers.push(every(SEAT_REFRESH_MS, signal, refresh));
   }
 
   function closeSeatMap() {
+    timers.forEach(clearInterval);
+    timers = [];
     map = null;
     holdPanel = null;
     admission = null;
@@ -379,6 +383,7 @@ export async function sessionPage({ main, params, signal, navigate, requireSignI
       if (left <= 0) end('Your hold expired and the seats went back on sale. Pick again.');
     };
     const ticker = every(250, signal, tick);
+    timers.push(ticker);
     tick();
 
     confirmButton.addEventListener('click', guard(async () => {
