@@ -3,6 +3,7 @@ retried, a confirm retried after a lost answer books once, and a problem's detai
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from typing import Any
@@ -13,6 +14,16 @@ from tests.web.system import Catalog
 from tests.web.test_journey import seat, sign_in
 
 
+def problem(route: Route, status: int, retry_after: int) -> None:
+    """Answer with a problem and Retry-After, as the gateway's limiter or breaker would."""
+    body = {"title": "Busy", "status": status, "detail": "try again later"}
+    route.fulfill(
+        status=status,
+        headers={"retry-after": str(retry_after), "content-type": "application/problem+json"},
+        body=json.dumps(body),
+    )
+
+
 def test_429_waits_out_retry_after(new_page: Any, catalog: Catalog) -> None:
     show = catalog.session()
     page: Page = new_page()
@@ -21,11 +32,7 @@ def test_429_waits_out_retry_after(new_page: Any, catalog: Catalog) -> None:
     def busy_once(route: Route) -> None:
         seen.append(time.monotonic())
         if len(seen) == 1:
-            route.fulfill(
-                status=429,
-                headers={"retry-after": "2", "content-type": "application/problem+json"},
-                body='{"title": "Too Many Requests", "status": 429, "detail": "slow down"}',
-            )
+            problem(route, 429, retry_after=2)
         else:
             route.continue_()
 
@@ -48,11 +55,7 @@ def test_503_and_network_errors_are_retried(new_page: Any, catalog: Catalog) -> 
         if len(calls) == 1:
             route.abort("connectionreset")
         elif len(calls) == 2:
-            route.fulfill(
-                status=503,
-                headers={"retry-after": "1", "content-type": "application/problem+json"},
-                body='{"title": "Service Unavailable", "status": 503, "detail": "circuit open"}',
-            )
+            problem(route, 503, retry_after=1)
         else:
             route.continue_()
 

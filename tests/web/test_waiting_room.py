@@ -31,6 +31,19 @@ def wait_behind_someone(
     return show, first, page
 
 
+def send_one_event(route: Route, session_id: int, status: str, position: int | None) -> None:
+    """Answer a request for the queue's stream with one status event; the stream then ends."""
+    event = {
+        "session_id": session_id, "status": status, "position": position, "ahead": 0,
+        "estimated_wait_s": None, "admission_token": None, "admission_expires_at": None,
+    }  # fmt: skip
+    route.fulfill(
+        status=200,
+        headers={"content-type": "text/event-stream"},
+        body=f"event: status\ndata: {json.dumps(event)}\n\n",
+    )
+
+
 def status_polls(page: Page, session_id: int) -> list[float]:
     """Times of the page's ``GET /api/queue/{id}`` requests from now on."""
     times: list[float] = []
@@ -84,15 +97,7 @@ def test_cut_stream_falls_back_to_polling(new_page: Any, catalog: Catalog) -> No
         if len(opened) > 1:
             route.abort("connectionreset")
             return
-        event = {
-            "session_id": show["id"], "status": "waiting", "position": 1, "ahead": 0,
-            "estimated_wait_s": None, "admission_token": None, "admission_expires_at": None,
-        }  # fmt: skip
-        route.fulfill(
-            status=200,
-            headers={"content-type": "text/event-stream"},
-            body=f"event: status\ndata: {json.dumps(event)}\n\n",
-        )
+        send_one_event(route, show["id"], "waiting", position=1)
 
     try:
         page.route(f"**/api/queue/{show['id']}/events", cut)
@@ -147,15 +152,7 @@ def test_leave_then_an_expired_place_offers_to_rejoin(new_page: Any, catalog: Ca
 
         # A place lost to a missed heartbeat (the stream reports it as it would).
         def expired(route: Route) -> None:
-            event = {
-                "session_id": show["id"], "status": "expired", "position": None, "ahead": 0,
-                "estimated_wait_s": None, "admission_token": None, "admission_expires_at": None,
-            }  # fmt: skip
-            route.fulfill(
-                status=200,
-                headers={"content-type": "text/event-stream"},
-                body=f"event: status\ndata: {json.dumps(event)}\n\n",
-            )
+            send_one_event(route, show["id"], "expired", position=None)
 
         page.route(f"**/api/queue/{show['id']}/events", expired)
         page.get_by_role("button", name="Join the queue").click()
