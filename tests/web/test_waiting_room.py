@@ -145,6 +145,9 @@ def test_leave_then_an_expired_place_offers_to_rejoin(new_page: Any, catalog: Ca
         page.get_by_role("button", name="Join the queue").click()
         status = page.get_by_role("status")
         expect(status).to_contain_text("in line")
+        page.reload()  # still in line, without joining again
+        expect(status).to_contain_text("in line: number 1")
+        expect(page.get_by_text("Live updates.")).to_be_visible()
         page.get_by_role("button", name="Leave the queue").click()
         expect(status).to_have_text("You left the queue.")
         page.reload()  # the server agrees: not in the queue any more
