@@ -3,7 +3,9 @@ caching, the Content-Security-Policy, and no rate-limiter round trip for any of 
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 import tomllib
 from fnmatch import fnmatch
 from html.parser import HTMLParser
@@ -12,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from gateway.testing import GatewayFactory, GatewayHarness
+from gateway.testing import GatewayFactory, GatewayHarness, gateway_harness
 from gateway.web import STATIC_DIR, load_bundle
+from tests.fixtures.services import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 DEEP_LINKS = ["/", "/performances/3", "/sessions/7", "/sessions/7/rankings", "/tickets",
@@ -158,6 +161,39 @@ async def test_static_files_never_reach_the_rate_limiter(gateway_factory: Gatewa
         assert r.status_code == 200
         assert limiter.calls == ["browse"]  # the API still counts
         assert "ratelimit-limit" in r.headers
+
+
+async def test_pages_load_with_the_limiters_redis_down() -> None:
+    """A real Redis, stopped: the API's limiter meets the outage, page loads never do."""
+    server = EmbeddedRedis()
+    server.start()
+    try:
+        async with gateway_harness(
+            server.url, rate_limit={"enabled": True, "redis_timeout_s": 0.2}
+        ) as gw:
+            registry = gw.app.state.metrics.registry
+            server.stop()
+            started = time.monotonic()
+            page = await gw.client.get("/sessions/4")
+            for url in asset_urls(page.text):
+                assert (await gw.client.get(url)).status_code == 200
+            assert page.status_code == 200
+            assert time.monotonic() - started < 1.0
+            assert limiter_redis_errors(registry) == 0
+            gw.api.get("/api/venues").respond(200, json={"items": []})
+            await gw.client.get("/api/venues")  # browse fails over to the local limiter
+            assert limiter_redis_errors(registry) >= 1  # so the outage was real
+    finally:
+        with contextlib.suppress(Exception):
+            server.stop()
+
+
+def limiter_redis_errors(registry: Any) -> float:
+    """The rate limiter's Redis errors so far, of any kind."""
+    return sum(
+        registry.get_sample_value("boxoffice_ratelimit_redis_errors_total", {"kind": k}) or 0.0
+        for k in ("timeout", "connection", "error")
+    )
 
 
 def test_every_static_file_is_package_data() -> None:
