@@ -37,6 +37,7 @@ from gateway.queue.router import router as queue_router
 from gateway.queue.runtime import build_queue, start_queue
 from gateway.ratelimit import RedisRateLimiter, make_resolver, start_rate_limiter
 from gateway.ratelimit_api import socket_peer
+from gateway.web import WebApp, load_bundle
 from shared.verified_tokens import VerifiedTokens
 from svckit.errors import add_exception_handlers
 from svckit.gc_tuning import freeze_startup_heap
@@ -202,8 +203,10 @@ def create_app(
     app.include_router(ops_router(metrics=metrics, checks=_readiness_checks(settings)))
     app.include_router(identity_router, prefix=AUTH_PREFIX, tags=["identity"])
     app.include_router(queue_router, prefix=QUEUE_PREFIX, tags=["queue"])
+    # The web app (gateway/web.py) answers its own paths before FastAPI routing.
+    web = WebApp(app.fastapi_asgi, load_bundle(max_seats_per_user=settings.max_seats_per_user))
     app.front = GatewayFront(
-        app.fastapi_asgi,
+        web,
         settings=settings,
         state=app.state,
         metrics=metrics,

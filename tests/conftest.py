@@ -90,15 +90,18 @@ async def redis_client(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator
 
 _integration_passed: list[str] = []
 _replica_passed: list[str] = []
+_browser_passed: list[str] = []
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count passed integration and read-replica tests (CI checks that both ran)."""
+    """Count passed integration, read-replica and browser tests (CI checks that each ran)."""
     if report.when == "call" and report.passed:
         if "integration" in report.keywords:
             _integration_passed.append(report.nodeid)
         if "replica" in report.keywords:
             _replica_passed.append(report.nodeid)
+        if "browser" in report.keywords:
+            _browser_passed.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -115,3 +118,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         f"integration tests on {backend}: {len(_integration_passed)} passed"
     )
     terminalreporter.write_line(f"replica tests: {len(_replica_passed)} passed")
+    terminalreporter.write_line(f"browser tests: {len(_browser_passed)} passed")
