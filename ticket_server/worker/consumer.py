@@ -89,6 +89,14 @@ class StopRequested(Exception):
     """The worker was asked to stop while waiting for the database."""
 
 
+def stream_vanished(error: redis.ResponseError) -> bool:
+    """Whether Redis refused because a stream or its consumer group no longer exists
+    (``NOGROUP`` from the stream commands, ``UNBLOCKED`` for a blocked read whose stream
+    was deleted, ``no such key`` from ``XINFO``)."""
+    text = str(error)
+    return "NOGROUP" in text or "UNBLOCKED" in text or "no such key" in text
+
+
 def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
     """Capped exponential backoff with "equal jitter": between half and all of
     ``min(cap, base * 2**attempt)``, so restarted workers do not retry in lockstep."""
@@ -144,11 +152,10 @@ class Worker:
             except StopRequested:
                 break
             except redis.RedisError as e:
-                if isinstance(e, redis.ResponseError) and (
-                    "NOGROUP" in str(e) or "UNBLOCKED" in str(e)
-                ):
+                if isinstance(e, redis.ResponseError) and stream_vanished(e):
                     # A stream (and its group) vanished, e.g. deleted, or a Redis without
-                    # persistence restarted: forget the streams and set the groups up again.
+                    # persistence restarted, failed over to a stale replica or was flushed:
+                    # forget the streams and set the groups up again.
                     log.warning("consumer group missing; rediscovering", extra={"error": str(e)})
                     self.streams.clear()
                     self._next_discover = 0.0
