@@ -27,6 +27,7 @@ from ticket_server.inventory.fast import SeatMapFastPath
 from ticket_server.inventory.router import router as inventory_router
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
+from ticket_server.reservations.replication import ReplicaWait
 from ticket_server.reservations.router import router as reservations_router
 from ticket_server.scripts import register_scripts
 
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     scripts=scripts,
                     inventory=inventory,
                     metrics=booking_metrics,
+                    replica_wait=ReplicaWait(redis=redis, timeout_ms=settings.replica_wait_ms()),
                 ),
             }
             freeze_startup_heap(settings.gc_freeze)

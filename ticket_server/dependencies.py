@@ -27,6 +27,7 @@ from ticket_server.errors import Forbidden, Unauthorized
 from ticket_server.ids import MAX_ID
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
+from ticket_server.reservations.replication import ReplicaWait
 from ticket_server.scripts import Scripts
 
 
@@ -40,6 +41,7 @@ class Ticketing:
     scripts: Scripts
     inventory: Inventory
     metrics: BookingMetrics
+    replica_wait: ReplicaWait
 
 
 async def get_ticketing(request: Request) -> Ticketing:
