@@ -183,8 +183,9 @@ class Inventory:
         script_keys, payload = restore_payload(snap)
         _, sold = await self._restore(keys=script_keys, args=[payload])
         if snap.reservations:
-            log.info(
-                "seat map restored from the database",
+            # Reservations stored but no seat map in Redis: Redis lost its data.
+            log.warning(
+                "seat map rebuilt from the database's reservations",
                 extra={
                     "session_id": sid,
                     "reservations": len(snap.reservations),
