@@ -66,6 +66,9 @@ class TcpProxy:
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
+        # Frozen pumps wake up, find their connections gone and end (what they held is lost).
+        self._flowing.set()
+        await asyncio.sleep(0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
