@@ -5,15 +5,16 @@ and each user's seat limit still counts what they booked."""
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 import redis
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 
 from shared import keys
-from shared.db.models import Reservation
+from shared.db.models import Reservation, ReservationSeat
 from tests.ticket_server.conftest import CatalogSession, User, create_session
 from tests.ticket_server.helpers import assert_problem, book, hold, reserve, statuses
 from ticket_server.worker.consumer import Worker, WorkerOptions
@@ -135,3 +136,46 @@ async def test_live_state_in_redis_wins_over_the_database(client, clean_db, redi
     assert [seen[s] for s in session.seat_ids] == ["sold", "sold", "available", "available"]
     assert int(redis_sync.hget(keys.session_info(sid), "sold")) == 2
     assert int(redis_sync.get(keys.rank_seq(sid))) == second["rank"] == first["rank"] + 1
+
+
+async def test_the_rebuild_waits_for_a_batch_the_worker_is_committing(
+    client, clean_db, redis_sync
+):
+    """The worker had read a batch and inserted it, uncommitted, when Redis lost its data:
+    the rebuild waits for that commit instead of selling its seats again."""
+    if clean_db.dialect.name != "mysql":
+        pytest.skip("SQLite has one writer: nothing to wait for")
+    session = create_session(clean_db, seats=4)
+    sid = session.session_id
+    await statuses(client, User.new(), sid)  # loaded once
+    redis_sync.flushdb()
+    with clean_db.connect() as conn:
+        txn = conn.begin()
+        conn.execute(
+            insert(Reservation).values(
+                id="r_in_flight",
+                session_id=sid,
+                user_id="u",
+                nickname="n",
+                status="confirmed",
+                rank=7,
+                completion_ms=1,
+                queue_position=None,
+                seat_ids=[session.seat_ids[0]],
+                seat_count=1,
+                created_at=datetime.now(UTC),
+            )
+        )
+        conn.execute(
+            insert(ReservationSeat).values(
+                reservation_id="r_in_flight", seat_id=session.seat_ids[0], session_id=sid
+            )
+        )
+        loading = asyncio.create_task(statuses(client, User.new(), sid))
+        await asyncio.sleep(0.5)
+        waited = not loading.done()  # for the worker's transaction
+        txn.commit()
+    assert waited
+    seen = await asyncio.wait_for(loading, 10)
+    assert seen[session.seat_ids[0]] == "sold"
+    assert int(redis_sync.get(keys.rank_seq(sid))) == 7

@@ -72,6 +72,10 @@ def load_session_seats(engine: Engine, session_id: int) -> SessionSeats | None:
         ).all()
         # Ranks below 1 are the worker's placeholders (a cancellation stored before its
         # completion): they carry no facts to restore and no rank to continue from.
+        # A locking read (MySQL's LOCK IN SHARE MODE; SQLite has none and needs none, having
+        # one writer) waits for a worker transaction that has inserted reservations of the
+        # session but not committed yet: after Redis lost its data, that batch is nowhere
+        # else, and a seat map rebuilt without it would sell its seats again.
         stored = conn.execute(
             select(
                 Reservation.id,
@@ -87,6 +91,7 @@ def load_session_seats(engine: Engine, session_id: int) -> SessionSeats | None:
             )
             .where(Reservation.session_id == session_id, Reservation.rank > 0)
             .order_by(Reservation.rank)
+            .with_for_update(read=True)
         ).all()
         reservations = [
             StoredReservation(
