@@ -138,9 +138,7 @@ async def test_live_state_in_redis_wins_over_the_database(client, clean_db, redi
     assert int(redis_sync.get(keys.rank_seq(sid))) == second["rank"] == first["rank"] + 1
 
 
-async def test_the_rebuild_waits_for_a_batch_the_worker_is_committing(
-    client, clean_db, redis_sync
-):
+async def test_the_rebuild_waits_for_a_batch_the_worker_is_committing(client, clean_db, redis_sync):
     """The worker had read a batch and inserted it, uncommitted, when Redis lost its data:
     the rebuild waits for that commit instead of selling its seats again."""
     if clean_db.dialect.name != "mysql":
