@@ -146,3 +146,9 @@ def queue_sessions() -> str:
     """Sorted set of session ids with a waiting room (score: last join, epoch ms); every
     gateway's admission loop ticks these. Queue keys themselves: ``queue_key``."""
     return f"{PREFIX}:queue-sessions"
+
+
+def replication_fence(session_id: int) -> str:
+    """A write in the session's slot that a confirm's ``WAIT`` waits on (its replication
+    offset follows the confirm's)."""
+    return session_key(session_id, "repl-fence")

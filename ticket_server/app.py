@@ -28,6 +28,7 @@ from ticket_server.inventory.fast import SeatMapFastPath
 from ticket_server.inventory.router import router as inventory_router
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
+from ticket_server.reservations.replication import ReplicaWait
 from ticket_server.reservations.router import router as reservations_router
 from ticket_server.scripts import register_scripts
 
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     inventory=inventory,
                     metrics=booking_metrics,
                     tokens=VerifiedTokens(settings.secret_key),
+                    replica_wait=ReplicaWait(redis=redis, timeout_ms=settings.replica_wait_ms()),
                 ),
             }
             freeze_startup_heap(settings.gc_freeze)

@@ -23,3 +23,13 @@ class Settings(CommonSettings):
     # How long an expired hold is remembered (a confirm then gets 409 rather than 404).
     hold_grace_s: int = Field(default=300, ge=0)
     idempotency_ttl_s: int = Field(default=86400, ge=1)
+    # Where the Redis master has replicas, a confirm answers 201 only once one of them
+    # holds the reservation (WAIT), or a 503 replication-timeout problem after this bound.
+    # 0 never waits.
+    confirm_replica_timeout_ms: int = Field(default=500, ge=0)
+
+    def replica_wait_ms(self) -> int:
+        """The bound a confirm's ``WAIT`` uses: the setting, kept within 80 % of the Redis
+        socket timeout, since a reply arriving after the client gave up would be a lost
+        answer (a 503 without the replication problem's advice)."""
+        return min(self.confirm_replica_timeout_ms, int(self.redis_socket_timeout_s * 800))

@@ -20,6 +20,7 @@ from ticket_server.config import Settings
 from ticket_server.errors import Forbidden, Unauthorized
 from ticket_server.inventory.service import Inventory
 from ticket_server.metrics import BookingMetrics
+from ticket_server.reservations.replication import ReplicaWait
 from ticket_server.scripts import Scripts
 
 
@@ -35,6 +36,7 @@ class Ticketing:
     metrics: BookingMetrics
     # Claims of the tokens verified here (a client sends the same ones on every request).
     tokens: VerifiedTokens
+    replica_wait: ReplicaWait
 
 
 async def get_ticketing(request: Request) -> Ticketing:

@@ -7,6 +7,7 @@ Anything else is not an id of ours: the caller answers 404, never 500.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 
@@ -21,9 +22,17 @@ def new_hold_id(session_id: int) -> str:
     return f"h_{session_id}_{secrets.token_hex(16)}"
 
 
-def new_reservation_id(session_id: int) -> str:
-    """A fresh reservation id in ``session_id``."""
-    return f"r_{session_id}_{secrets.token_hex(16)}"
+def reservation_id_for_hold(hold_id: str) -> str:
+    """The one reservation id a hold can become (``hold_id`` must be well-formed).
+
+    Derived, not drawn: a confirm whose answer was lost in a failover, and which is then
+    confirmed afresh from the same hold, gets the same id, so the worker stores it once
+    however many times Redis hands it out."""
+    session_id = hold_session(hold_id)
+    if session_id is None:
+        raise ValueError(f"not a hold id: {hold_id!r}")
+    digest = hashlib.sha256(b"reservation:" + hold_id.encode()).hexdigest()[:32]
+    return f"r_{session_id}_{digest}"
 
 
 def _session_of(kind: str, value: str) -> int | None:

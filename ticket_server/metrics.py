@@ -17,7 +17,8 @@ class BookingMetrics:
         )
         self.confirmations = Counter(
             "boxoffice_ticket_confirmations_total",
-            "Confirm attempts by outcome (ok, replay, key_reused, expired, lost, not_found).",
+            "Confirm attempts by outcome (ok, replay, key_reused, expired, lost, not_found, "
+            "replication_timeout).",
             ["outcome"],
             registry=registry,
         )

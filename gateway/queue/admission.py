@@ -229,36 +229,54 @@ class AdmissionLoop:
             self._due.pop(session_id, None)
         return max(result.next_ms, 0)
 
+    async def _read_events(
+        self, session_id: int, stream: str
+    ) -> list[tuple[object, dict[bytes, bytes]]]:
+        """The session's idle pending entries (when due) and new ones, for this consumer."""
+        if session_id not in self._groups:
+            with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
+                # From the start of the stream: an event written before the group existed
+                # must still free its slot (freeing is idempotent).
+                await self.redis.xgroup_create(
+                    stream, keys.GATEWAY_QUEUE_GROUP, id="0", mkstream=True
+                )
+            self._groups.add(session_id)
+        entries: list[tuple[object, dict[bytes, bytes]]] = []
+        if time.monotonic() >= self._next_claim.get(session_id, 0.0):
+            self._next_claim[session_id] = time.monotonic() + EVENTS_CLAIM_EVERY_S
+            claimed = await self.redis.xautoclaim(
+                stream,
+                keys.GATEWAY_QUEUE_GROUP,
+                self.consumer,
+                EVENTS_CLAIM_IDLE_MS,
+                start_id="0-0",
+                count=EVENTS_BATCH,
+            )
+            entries.extend(claimed[1])
+        reply: Any = await self.redis.xreadgroup(
+            keys.GATEWAY_QUEUE_GROUP, self.consumer, {stream: ">"}, count=EVENTS_BATCH
+        )
+        for _, batch in reply or []:
+            entries.extend(batch)
+        return entries
+
     async def drain_events(self, session_id: int) -> int:
         """Free the slots of users whose reservation completed (the gateway's consumer group
         on the session's event stream); entries are acknowledged after their slot is freed."""
         stream = keys.events_stream(session_id)
         try:
-            if session_id not in self._groups:
-                with contextlib.suppress(ResponseError):  # BUSYGROUP: it exists already
-                    # From the start of the stream: an event written before the group existed
-                    # must still free its slot (freeing is idempotent).
-                    await self.redis.xgroup_create(
-                        stream, keys.GATEWAY_QUEUE_GROUP, id="0", mkstream=True
-                    )
-                self._groups.add(session_id)
-            entries: list[tuple[object, dict[bytes, bytes]]] = []
-            if time.monotonic() >= self._next_claim.get(session_id, 0.0):
-                self._next_claim[session_id] = time.monotonic() + EVENTS_CLAIM_EVERY_S
-                claimed = await self.redis.xautoclaim(
-                    stream,
-                    keys.GATEWAY_QUEUE_GROUP,
-                    self.consumer,
-                    EVENTS_CLAIM_IDLE_MS,
-                    start_id="0-0",
-                    count=EVENTS_BATCH,
-                )
-                entries.extend(claimed[1])
-            reply: Any = await self.redis.xreadgroup(
-                keys.GATEWAY_QUEUE_GROUP, self.consumer, {stream: ">"}, count=EVENTS_BATCH
-            )
-            for _, batch in reply or []:
-                entries.extend(batch)
+            try:
+                entries = await self._read_events(session_id, stream)
+            except ResponseError as e:
+                if "NOGROUP" not in str(e):
+                    raise
+                # The group (or the whole stream) is gone: Redis lost its data (a restart
+                # without persistence, a failover to a stale replica, a flush). Create it
+                # again and read on; a group remembered forever would stop every release.
+                log.warning("queue consumer group missing on %s; creating it again", stream)
+                self._groups.discard(session_id)
+                self._next_claim.pop(session_id, None)
+                entries = await self._read_events(session_id, stream)
         except (RedisError, OSError) as e:
             raise QueueUnavailable(str(e)) from e
         freed = 0

@@ -2,6 +2,9 @@
 
 The first request that needs a session takes a lock (``SET NX PX``) and copies the seats
 from the catalog; concurrent first requests wait for it instead of loading again. The
+reservations the database already holds are restored with them (``restore.lua``), so a
+Redis that lost its data (a restart without persistence, a flush) heals on the next
+request: sold seats stay sold and ranks continue after the highest one stored. The
 scripts report ``not_loaded`` when the session is missing from Redis, so the hot path
 costs no extra round trip: only a miss calls :meth:`Inventory.ensure_loaded`.
 """
@@ -9,11 +12,13 @@ costs no extra round trip: only a miss calls :meth:`Inventory.ensure_loaded`.
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from importlib import resources
 
 import anyio
 import anyio.to_thread
@@ -28,6 +33,8 @@ from ticket_server.errors import NotFound, ServiceUnavailable
 from ticket_server.inventory.repository import SeatRow, SessionSeats, load_session_seats
 from ticket_server.metrics import BookingMetrics
 from ticket_server.scripts import ScriptCall
+
+log = logging.getLogger("boxoffice.ticket_server")
 
 _LOCK_TTL_MS = 30_000
 _POLL_S = 0.01
@@ -107,6 +114,9 @@ class Inventory:
         self._engine = engine
         self._load_wait_s = load_wait_s
         self._unlock = redis.register_script(_UNLOCK)
+        self._restore = redis.register_script(
+            resources.files("ticket_server.scripts").joinpath("restore.lua").read_text("utf-8")
+        )
         self._meta: dict[int, SessionMeta] = {}
         self._loading: SingleFlight[int, None] = SingleFlight()
         self._meta_loading: SingleFlight[int, SessionMeta] = SingleFlight()
@@ -162,23 +172,27 @@ class Inventory:
         sid = snap.session_id
         # Registered first: the stream may exist only for sessions consumers can find.
         await self._redis.sadd(keys.EVENT_STREAMS, str(sid))
-        meta: dict[Any, Any] = {
-            str(s.seat_id): orjson.dumps([s.label, s.grade, s.price]).decode() for s in snap.seats
-        }
-        opens_ms = int(snap.booking_opens_at.timestamp() * 1000)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for s in snap.seats:
-                # HSETNX: never overwrite live state (a re-load after a lost info key).
-                pipe.hsetnx(keys.seats(sid), str(s.seat_id), "A")
-            if meta:
-                pipe.hset(keys.seat_meta(sid), mapping=meta)
-            pipe.hsetnx(keys.session_info(sid), "sold", 0)
-            # Written last: its presence is what "loaded" means.
-            pipe.hset(
-                keys.session_info(sid),
-                mapping={"opens_ms": opens_ms, "seat_count": len(snap.seats)},
+        users = {r.user_id for r in snap.reservations}
+        if users:
+            # The index of /me/reservations lives under each user's own hash tag (another
+            # slot), so it is written ahead, like confirm does, not inside the script.
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for user_id in users:
+                    pipe.sadd(keys.user_sessions(user_id), str(sid))
+                await pipe.execute()
+        script_keys, payload = restore_payload(snap)
+        _, sold = await self._restore(keys=script_keys, args=[payload])
+        if snap.reservations:
+            # Reservations stored but no seat map in Redis: Redis lost its data.
+            log.warning(
+                "seat map rebuilt from the database's reservations",
+                extra={
+                    "session_id": sid,
+                    "reservations": len(snap.reservations),
+                    "sold_seats": int(sold),
+                    "max_rank": snap.max_rank,
+                },
             )
-            await pipe.execute()
         self._meta[sid] = SessionMeta.of(snap.seats)
 
     async def meta(self, session_id: int) -> SessionMeta:
@@ -220,6 +234,66 @@ class Inventory:
             await self.ensure_loaded(session_id)
         parts = meta.render(_text(sold), _text(held))
         return b'{"session_id":%d,"seats":[%b]}' % (session_id, b",".join(parts))
+
+
+def _ms(at: datetime) -> str:
+    return str(int(at.timestamp() * 1000))
+
+
+def restore_payload(snap: SessionSeats) -> tuple[list[str], str]:
+    """KEYS and the JSON argument of ``restore.lua`` for ``snap``."""
+    sid = snap.session_id
+    script_keys = [
+        keys.seats(sid),
+        keys.seat_meta(sid),
+        keys.session_info(sid),
+        keys.rank_seq(sid),
+        keys.ranking(sid),
+        keys.sold_out_flag(sid),
+    ]
+    reservations = []
+    for r in snap.reservations:
+        script_keys += [
+            keys.reservation(sid, r.reservation_id),
+            keys.user_reservations(sid, r.user_id),
+            keys.user_sold(sid, r.user_id),
+        ]
+        # The fields confirm.lua (and cancel.lua) write, so every reader sees the same hash.
+        fields = {
+            "reservation_id": r.reservation_id,
+            "session_id": str(sid),
+            "user_id": r.user_id,
+            "nickname": r.nickname,
+            "seat_ids": ",".join(str(s) for s in r.seat_ids),
+            "status": "cancelled" if r.status == "cancelled" else "confirmed",
+            "rank": str(r.rank),
+            "completion_ms": str(r.completion_ms),
+            "queue_position": "" if r.queue_position is None else str(r.queue_position),
+            "created_ms": _ms(r.created_at),
+        }
+        if r.cancelled_at is not None:
+            fields["cancelled_ms"] = _ms(r.cancelled_at)
+        reservations.append(
+            {
+                "id": r.reservation_id,
+                "live": r.status == "confirmed",
+                "rank": str(r.rank),
+                "created_ms": fields["created_ms"],
+                "seat_ids": [str(s) for s in r.seat_ids],
+                "fields": [x for kv in fields.items() for x in kv],
+            }
+        )
+    meta: list[str] = []
+    for s in snap.seats:
+        meta += [str(s.seat_id), orjson.dumps([s.label, s.grade, s.price]).decode()]
+    payload = {
+        "opens_ms": str(int(snap.booking_opens_at.timestamp() * 1000)),
+        "seat_count": str(len(snap.seats)),
+        "max_rank": str(snap.max_rank),
+        "meta": meta,
+        "reservations": reservations,
+    }
+    return script_keys, orjson.dumps(payload).decode()
 
 
 def _text(value: str | bytes) -> str:

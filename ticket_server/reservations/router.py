@@ -58,6 +58,7 @@ async def create_reservation(
         redis=ctx.redis,
         scripts=ctx.scripts,
         metrics=ctx.metrics,
+        replica_wait=ctx.replica_wait,
         user=user,
         session_id=session_id,
         hold_id=body.hold_id,

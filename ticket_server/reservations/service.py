@@ -12,8 +12,9 @@ from shared import keys
 from shared.schemas.ticketing import ReservationRead
 from shared.tokens import AccessClaims
 from ticket_server.errors import Conflict, NotFound, Unprocessable
-from ticket_server.ids import new_reservation_id, reservation_session
+from ticket_server.ids import reservation_id_for_hold, reservation_session
 from ticket_server.metrics import BookingMetrics
+from ticket_server.reservations.replication import ReplicationTimeout, ReplicaWait
 from ticket_server.scripts import Scripts
 
 
@@ -56,6 +57,7 @@ async def confirm(
     redis: Redis,
     scripts: Scripts,
     metrics: BookingMetrics,
+    replica_wait: ReplicaWait,
     user: AccessClaims,
     session_id: int,
     hold_id: str,
@@ -66,7 +68,9 @@ async def confirm(
     """Turn the user's live hold into a reservation; a replay returns the first result.
 
     404 for a hold that is not the user's (or gone), 409 for an expired hold, 422 for an
-    ``Idempotency-Key`` already used with another body.
+    ``Idempotency-Key`` already used with another body, 503 ``replication-timeout`` when
+    the master has replicas and none acknowledged the reservation in time
+    (``replication.py``).
     """
     fingerprint = body_fingerprint(hold_id)
     ttl_ms = idempotency_ttl_s * 1000
@@ -82,7 +86,7 @@ async def confirm(
     if claimed is not None and claimed != fingerprint:
         metrics.confirmations.labels("key_reused").inc()
         raise _key_reused()
-    reservation_id = new_reservation_id(session_id)
+    reservation_id = reservation_id_for_hold(hold_id)
     result = await scripts.confirm(
         keys=[
             keys.seats(session_id),
@@ -110,6 +114,12 @@ async def confirm(
         ],
     )
     status = result[0]
+    if status in ("ok", "replay"):
+        try:
+            await replica_wait.acknowledged(session_id)
+        except ReplicationTimeout:
+            metrics.confirmations.labels("replication_timeout").inc()
+            raise
     metrics.confirmations.labels(_CONFIRM_OUTCOMES.get(status, "not_found")).inc()
     if status == "ok":
         _, rid, rank, completion_ms, created_ms, seat_csv = result

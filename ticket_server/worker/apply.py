@@ -18,6 +18,7 @@ Why this shape:
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
@@ -55,6 +56,38 @@ T = TypeVar("T")
 class BatchConflict(Exception):
     """Some rows of the batch were not written (a constraint refused them, or another worker
     wrote them at the same moment); the caller re-applies the events one by one."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What the database holds that a refused completion wanted: its rank, or its seats,
+    already belonging to other reservations."""
+
+    rank_holder: str | None
+    seat_holders: dict[int, str]
+
+
+def find_taken(engine: Engine, ev: ReservationCompleted) -> Taken:
+    """Which other reservations hold ``ev``'s rank and seats (to tell why it was refused)."""
+    with engine.connect() as conn:
+        rank_holder = conn.execute(
+            select(RESERVATIONS.c.id)
+            .where(
+                RESERVATIONS.c.session_id == ev.session_id,
+                RESERVATIONS.c.rank == ev.rank,
+                RESERVATIONS.c.id != ev.reservation_id,
+            )
+            .limit(1)
+        ).scalar()
+        seats = conn.execute(
+            select(SEATS.c.seat_id, SEATS.c.reservation_id).where(
+                SEATS.c.session_id == ev.session_id,
+                SEATS.c.seat_id.in_(list(ev.seat_ids)),
+                SEATS.c.reservation_id != ev.reservation_id,
+            )
+        )
+        holders = {int(r.seat_id): str(r.reservation_id) for r in seats}
+    return Taken(rank_holder=rank_holder, seat_holders=holders)
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -3,10 +3,16 @@ one transaction, acknowledge only after the commit.
 
 Delivery semantics: at least once from Redis, exactly once in the database (the apply step
 is idempotent). An entry is acknowledged after its batch committed, or after it went to the
-dead-letter stream. An entry the database refuses stays pending; it comes back through
-XAUTOCLAIM once idle, and each delivery counts as an attempt, so a bad entry is retried a
-bounded number of times (spread over ``claim_idle_ms`` each) without blocking the entries
-behind it.
+dead-letter stream. No entry stays pending forever:
+
+* A completion whose rank or seats already belong to another stored reservation (what a
+  Redis that lost its data, or failed over to a stale replica, hands out again) can never
+  apply: ranks are never reused, and the seat's holder is not being cancelled (its
+  reservation in Redis is not ``cancelled``). It goes to the dead-letter stream at once,
+  with the reason (``rank_taken``, ``seat_taken``), and is acknowledged.
+* Any other refusal may pass (a seat whose cancellation another consumer is committing):
+  the entry stays pending, comes back through XAUTOCLAIM once idle, and each delivery
+  counts as an attempt; after ``max_attempts`` it is dead-lettered with the last refusal.
 
 Streams are never trimmed here: the gateway's queue reads the same streams with its own
 group, and trimming could drop entries it has not read yet.
@@ -32,14 +38,16 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import keys
-from shared.events import parse_event
-from ticket_server.worker.apply import BatchConflict, Event, apply_batch, is_transient
+from shared.events import ReservationCompleted, parse_event
+from ticket_server.worker.apply import BatchConflict, Event, apply_batch, find_taken, is_transient
 from ticket_server.worker.metrics import WorkerMetrics
 
 # A refused event is tried again this many times, this far apart (x attempt), before it is
 # left pending: enough for a concurrent worker's transaction on the same reservation to end.
 _CONFLICT_RETRIES = 2
 _CONFLICT_RETRY_S = 0.05
+# Last refusal per pending entry, for the dead letter written once attempts run out.
+_REMEMBERED_REFUSALS = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +89,14 @@ class StopRequested(Exception):
     """The worker was asked to stop while waiting for the database."""
 
 
+def stream_vanished(error: redis.ResponseError) -> bool:
+    """Whether Redis refused because a stream or its consumer group no longer exists
+    (``NOGROUP`` from the stream commands, ``UNBLOCKED`` for a blocked read whose stream
+    was deleted, ``no such key`` from ``XINFO``)."""
+    text = str(error)
+    return "NOGROUP" in text or "UNBLOCKED" in text or "no such key" in text
+
+
 def backoff_delay(attempt: int, base_s: float, cap_s: float) -> float:
     """Capped exponential backoff with "equal jitter": between half and all of
     ``min(cap, base * 2**attempt)``, so restarted workers do not retry in lockstep."""
@@ -111,6 +127,7 @@ class Worker:
         self._next_discover = 0.0
         self._next_claim = 0.0
         self._next_forget = 0.0
+        self._refusals: dict[tuple[str, str], str] = {}
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -135,11 +152,10 @@ class Worker:
             except StopRequested:
                 break
             except redis.RedisError as e:
-                if isinstance(e, redis.ResponseError) and (
-                    "NOGROUP" in str(e) or "UNBLOCKED" in str(e)
-                ):
+                if isinstance(e, redis.ResponseError) and stream_vanished(e):
                     # A stream (and its group) vanished, e.g. deleted, or a Redis without
-                    # persistence restarted: forget the streams and set the groups up again.
+                    # persistence restarted, failed over to a stale replica or was flushed:
+                    # forget the streams and set the groups up again.
                     log.warning("consumer group missing; rediscovering", extra={"error": str(e)})
                     self.streams.clear()
                     self._next_discover = 0.0
@@ -292,15 +308,16 @@ class Worker:
             if not entry.fields:  # deleted from the stream while pending: nothing to apply
                 dead.append((entry, "deleted", "entry no longer in the stream"))
             elif entry.deliveries > self.opts.max_attempts:
-                dead.append(
-                    (entry, "max_attempts", f"not applied after {entry.deliveries - 1} attempts")
-                )
+                last = self._refusals.pop((entry.stream, entry.entry_id), None)
+                detail = f"not applied after {entry.deliveries - 1} attempts"
+                dead.append((entry, "max_attempts", f"{detail}: {last}" if last else detail))
             else:
                 try:
                     good.append((entry, parse_event(entry.fields)))
                 except ValidationError as e:
                     dead.append((entry, "unparseable", _short(e)))
-        done = self._apply(good)
+        done, refused = self._apply(good)
+        dead += refused
         if dead:
             self._dead_letter(dead)
         self._ack([e for e, _ in done] + [e for e, _, _ in dead])
@@ -309,45 +326,83 @@ class Worker:
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         return len(entries)
 
-    def _apply(self, good: list[tuple[Entry, Event]]) -> list[tuple[Entry, Event]]:
+    def _apply(
+        self, good: list[tuple[Entry, Event]]
+    ) -> tuple[list[tuple[Entry, Event]], list[tuple[Entry, str, str]]]:
         """Apply all at once; on refusal, one by one so that one bad entry does not hold
-        back the good ones. Returns what was committed."""
+        back the good ones. Returns what was committed, and what can never be (with the
+        reason and detail of its dead letter)."""
         if not good:
-            return []
+            return [], []
         try:
             self._apply_retrying([ev for _, ev in good])
-            return good
+            return good, []
         except StopRequested:
-            return []
+            return [], []
         except (SQLAlchemyError, BatchConflict) as e:
             log.info("batch refused; applying one by one", extra={"error": _short(e)})
         done: list[tuple[Entry, Event]] = []
+        dead: list[tuple[Entry, str, str]] = []
         for entry, ev in good:
             try:
-                if self._apply_one(entry, ev):
-                    done.append((entry, ev))
+                verdict = self._apply_one(entry, ev)
             except StopRequested:
                 break
-        return done
+            if verdict is True:
+                done.append((entry, ev))
+            elif verdict:
+                dead.append((entry, *verdict))
+        return done, dead
 
-    def _apply_one(self, entry: Entry, ev: Event) -> bool:
-        """One event in its own transaction. A refusal is tried again after a moment: it is
-        usually another worker committing the same reservation's other event (a cancel's
-        tombstone, its completion) at that very time, and a fresh transaction sees that row.
-        Only a refusal that persists leaves the entry pending for a later re-claim."""
+    def _apply_one(self, entry: Entry, ev: Event) -> bool | tuple[str, str]:
+        """One event in its own transaction: ``True`` once committed, ``(reason, detail)``
+        when it can never apply, else ``False`` (left pending).
+
+        A refusal is tried again after a moment: it is usually another worker committing
+        the same reservation's other event (a cancel's tombstone, its completion) at that
+        very time, and a fresh transaction sees that row."""
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
                 self._apply_retrying([ev])
                 return True
             except (SQLAlchemyError, BatchConflict) as e:
                 if attempt == _CONFLICT_RETRIES:
-                    self._refused(entry, e)
-                    return False
+                    return self._refused(entry, ev, e)
                 time.sleep(_CONFLICT_RETRY_S * (attempt + 1))
         return False
 
-    def _refused(self, entry: Entry, exc: BaseException) -> None:
+    def _never_applies(self, ev: Event) -> tuple[str, str] | None:
+        """``(reason, detail)`` when a refused completion can never apply: its rank or a
+        seat belongs to another stored reservation that is not being cancelled."""
+        if not isinstance(ev, ReservationCompleted):
+            return None
+        try:
+            taken = find_taken(self.engine, ev)
+        except SQLAlchemyError:
+            return None  # cannot tell now: the re-claim path decides later
+        if taken.rank_holder is not None:
+            return "rank_taken", (
+                f"rank {ev.rank} of session {ev.session_id} belongs to {taken.rank_holder}"
+            )
+        if not taken.seat_holders:
+            return None
+        holders = sorted(set(taken.seat_holders.values()))
+        pipe = self.redis.pipeline(transaction=False)
+        for rid in holders:
+            pipe.hget(keys.reservation(ev.session_id, rid), "status")
+        if "cancelled" in pipe.execute():
+            return None  # that cancellation is on its way to the database: the seat frees
+        seats = ", ".join(f"{s} ({rid})" for s, rid in sorted(taken.seat_holders.items()))
+        return "seat_taken", f"seats of session {ev.session_id} already sold: {seats}"
+
+    def _refused(self, entry: Entry, ev: Event, exc: BaseException) -> bool | tuple[str, str]:
         self.metrics.apply_failures.inc()
+        verdict = self._never_applies(ev)
+        if verdict is not None:
+            return verdict
+        if len(self._refusals) >= _REMEMBERED_REFUSALS:
+            self._refusals.clear()  # only the dead letter's detail is lost
+        self._refusals[(entry.stream, entry.entry_id)] = _short(exc)
         log.warning(
             "event refused; left pending for another attempt",
             extra={
@@ -357,6 +412,7 @@ class Worker:
                 "error": _short(exc),
             },
         )
+        return False
 
     def _apply_retrying(self, events: Sequence[Event]) -> None:
         """Apply in one transaction, waiting out database outages (capped exponential

@@ -1,5 +1,6 @@
-"""A small TCP proxy the outage test controls: it can cut the path to MariaDB (dropping the
-live connections and refusing new ones) and restore it, leaving the real server untouched."""
+"""A small TCP proxy the outage tests control: it can cut the path to a server (dropping the
+live connections and refusing new ones) and restore it, or freeze it (connections stay up,
+nothing passes), leaving the real server untouched."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ class TcpProxy:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
 
     def __enter__(self) -> TcpProxy:
         self._thread.start()
@@ -43,6 +46,15 @@ class TcpProxy:
         """Drop every forwarded connection and refuse new ones."""
         self._run(self._close())
 
+    def freeze(self) -> None:
+        """Keep the connections open but pass nothing on (what is held back is dropped by
+        a later ``cut``)."""
+        self.loop.call_soon_threadsafe(self._flowing.clear)
+
+    def thaw(self) -> None:
+        """Pass data on again."""
+        self.loop.call_soon_threadsafe(self._flowing.set)
+
     async def _listen(self) -> None:
         if self._server is None:
             self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
@@ -54,6 +66,9 @@ class TcpProxy:
         for w in list(self._writers):
             w.transport.abort()
         self._writers.clear()
+        # Frozen pumps wake up, find their connections gone and end (what they held is lost).
+        self._flowing.set()
+        await asyncio.sleep(0)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -66,6 +81,7 @@ class TcpProxy:
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             with contextlib.suppress(OSError, asyncio.IncompleteReadError):
                 while data := await src.read(65536):
+                    await self._flowing.wait()
                     dst.write(data)
                     await dst.drain()
             dst.transport.abort()
