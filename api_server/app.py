@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from api_server.admin.guard import AdminGuard
 from api_server.admin.router import router as admin_router
 from api_server.catalog.router import router as catalog_router
 from api_server.config import Settings
@@ -84,6 +85,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     checks: dict[str, ReadinessCheck] = {"database": _engine_check("engine")}
     if settings.read_database_url:
         checks["read_database"] = _engine_check("read_engine")
+    # Added first, so it runs inside the request-context stage (request id, metrics, log).
+    app.add_middleware(AdminGuard, admin_token=settings.admin_token)
     install_common(app, service="api_server", checks=checks, max_body_bytes=MAX_BODY_BYTES)
     add_database_error_handler(app)
     for router in (catalog_router, rankings_router, stats_router, admin_router):
