@@ -53,7 +53,7 @@ class CommonSettings(BaseSettings):
     admission_ttl_s: int = Field(default=600, ge=1)
     queue_heartbeat_timeout_s: int = Field(default=30, ge=1)
     queue_default_max_active: int = Field(default=100, ge=1)
-    queue_default_admit_per_second: float = Field(default=10.0, gt=0)
+    queue_default_admit_per_second: float = Field(default=10.0, ge=0.001)  # NUMERIC(10, 3)
     max_seats_per_user: int = Field(default=4, ge=1)
 
     redis_socket_timeout_s: float = Field(default=1.0, gt=0)

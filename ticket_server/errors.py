@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
+from svckit.db_errors import is_data_error, refused_value_response
 from svckit.errors import (
     AppError,
     Conflict,
@@ -60,5 +61,7 @@ def add_storage_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> Response:
+        if is_data_error(exc):
+            return refused_value_response(exc, request_id_of(request))
         log.warning("database unavailable: %s", type(exc.orig).__name__)
         return _unavailable(request, "The catalog database is unavailable; try again shortly.")
