@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
-from sqlalchemy import Engine, MetaData, text
+from sqlalchemy import Engine
 
 from boxoffice.db import migrate
 from shared.db.engine import make_engine
 from tests.fixtures.services import (
     TEST_REDIS_ENV,
     EmbeddedRedis,
+    empty_tables,
     reset_database,
     test_database_url,
 )
@@ -54,16 +55,7 @@ def clean_db(db_engine: Engine) -> Iterator[Engine]:
     """The test database, emptied after the test (works for subprocesses too, unlike a
     rolled-back transaction)."""
     yield db_engine
-    meta = MetaData()
-    meta.reflect(bind=db_engine)
-    with db_engine.begin() as conn:
-        if db_engine.dialect.name == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=0"))
-        for table in reversed(meta.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(table.delete())
-        if db_engine.dialect.name == "mysql":
-            conn.execute(text("SET FOREIGN_KEY_CHECKS=1"))
+    empty_tables(db_engine)
 
 
 @pytest.fixture(scope="session")
