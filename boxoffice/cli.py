@@ -23,7 +23,8 @@ def _serve(args: argparse.Namespace) -> int:
         # The defaults are public: with them anyone can mint access and admission tokens
         # (and skip the waiting room) or call the admin API.
         print(
-            f"refusing to start: {' and '.join(weak)} is a public default or shorter than "
+            f"refusing to start: {' and '.join(weak)} {'is' if len(weak) == 1 else 'are'} "
+            "a public default or shorter than "
             f'{MIN_SECRET_CHARS} characters. Set a random value (e.g. `python -c "import '
             'secrets; print(secrets.token_urlsafe(48))"`), or, for a local try-out only, '
             "BOXOFFICE_ALLOW_INSECURE_DEFAULTS=true. `boxoffice dev` makes its own secrets.",

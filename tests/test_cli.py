@@ -142,3 +142,5 @@ def test_serve_runs_the_configured_event_loop(
     assert main(["serve", "gateway", "--port", "1"]) == 0
     assert seen["loop"] == loop
     assert seen["http"] == "svckit.http_server:CoalescingHttpToolsProtocol"
+    # Only BOXOFFICE_TRUSTED_PROXIES vouches for X-Forwarded-For (tests/boxoffice/test_serve.py).
+    assert seen["proxy_headers"] is False
