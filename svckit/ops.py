@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -14,6 +15,7 @@ from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
 from svckit.metrics import ServiceMetrics
 
 ReadinessCheck = Callable[[Request], Awaitable[None]]
+log = logging.getLogger("boxoffice.ops")
 
 
 def ops_router(
@@ -39,8 +41,11 @@ def ops_router(
                 await asyncio.wait_for(check(request), timeout_s)
             except TimeoutError:
                 return name, f"no answer within {timeout_s}s"
-            except Exception as e:  # any failure means "not ready"; the reason is reported
-                return name, f"{type(e).__name__}: {e}"[:300]
+            except Exception as e:  # any failure means "not ready"
+                # The message may name an internal address ("connect to 10.0.0.5:8001"):
+                # it goes to the log; the public answer names only the kind of failure.
+                log.warning("readiness check %s failed: %s: %s", name, type(e).__name__, e)
+                return name, type(e).__name__
             return name, None
 
         results = await asyncio.gather(*(run(n, c) for n, c in checks.items()))

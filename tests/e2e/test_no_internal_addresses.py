@@ -1,6 +1,7 @@
 """No internal address reaches a client: a path with a stray trailing slash, through a real
 gateway in front of a real api_server and ticket_server (``boxoffice serve`` each), is a 404
-problem, never a redirect to the backend's own address."""
+problem, never a redirect to the backend's own address; and a failing readiness check names
+the kind of failure, not the upstream's address."""
 
 from __future__ import annotations
 
@@ -13,7 +14,12 @@ import redis
 from sqlalchemy import Engine
 
 from boxoffice.seed import seed_demo
-from tests.fixtures.services import SERVE_SECRETS, boxoffice_serve, clean_environment
+from tests.fixtures.services import (
+    SERVE_SECRETS,
+    boxoffice_serve,
+    clean_environment,
+    free_port,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 
@@ -89,3 +95,28 @@ def test_a_stray_trailing_slash_is_a_404_with_no_internal_address(
         # The same paths without the slash still reach the backends.
         assert client.get("/api/venues/1").status_code in (200, 404)
         assert client.get("/api/performances").status_code == 200
+
+
+def test_readiness_names_no_internal_address(
+    redis_url: str, redis_sync: redis.Redis, tmp_path: Path
+) -> None:
+    # Upstreams that refuse the connection: the transport's error names their address.
+    api, ticket = free_port(), free_port()
+    env = clean_environment(
+        BOXOFFICE_REDIS_URL=redis_url,
+        BOXOFFICE_DATA_DIR=str(tmp_path),
+        BOXOFFICE_LOG_LEVEL="WARNING",
+        BOXOFFICE_API_SERVER_URL=f"http://127.0.0.1:{api}",
+        BOXOFFICE_TICKET_SERVER_URL=f"http://127.0.0.1:{ticket}",
+        **SERVE_SECRETS,
+    )
+    with boxoffice_serve("gateway", env, tmp_path / "gateway.log") as gateway:
+        r = httpx.get(gateway + "/readyz", timeout=10.0)
+    assert r.status_code == 503
+    assert set(r.json()["failing"]) == {"api", "ticket"}
+    exposed = r.text + "".join(f"{k}: {v}" for k, v in r.headers.items())
+    for port in (api, ticket):
+        assert str(port) not in exposed, exposed
+    assert "127.0.0.1" not in exposed, exposed
+    # The operator still finds the reason in the log.
+    assert str(api) in (tmp_path / "gateway.log").read_text()
