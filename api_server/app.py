@@ -13,6 +13,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from api_server.admin.guard import AdminGuard
 from api_server.admin.router import router as admin_router
 from api_server.catalog.router import router as catalog_router
 from api_server.config import Settings
@@ -125,6 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     checks: dict[str, ReadinessCheck] = {"database": _engine_check("engine")}
     if settings.read_database_url:
         checks["read_database"] = _read_database_check
+    # Added first, so it runs inside the request-context stage (request id, metrics, log).
+    app.add_middleware(AdminGuard, admin_token=settings.admin_token)
     install_common(
         app,
         service="api_server",

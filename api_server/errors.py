@@ -3,7 +3,7 @@
 Bad input is 422 (validation or ``Unprocessable``), unknown ids 404, the admin check
 401/403; body-parsing failures (non-UTF-8, over the size limit) are reshaped by svckit
 itself. The one addition: a database that cannot be reached is a 503 with ``Retry-After``
-(the client may retry), not an anonymous 500.
+(the client may retry), not an anonymous 500; a value the database refuses is a 422.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.responses import Response
 
+from svckit.db_errors import is_data_error, refused_value_response
 from svckit.errors import (
     AppError,
     BadRequest,
@@ -48,11 +49,16 @@ __all__ = [
 
 
 def add_database_error_handler(app: FastAPI) -> None:
-    """Render "cannot reach the database" (``OperationalError``) as a 503 problem."""
+    """Render a value the database refused as a 422 problem, and "cannot reach the
+    database" (any other ``OperationalError``) as a 503 problem."""
 
-    @app.exception_handler(OperationalError)
-    async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: Exception) -> Response:
         rid = request_id_of(request)
+        if is_data_error(exc):
+            return refused_value_response(exc, rid)
+        if not isinstance(exc, OperationalError):
+            raise exc  # a bug, not an outage: the unexpected-error handler logs it (500)
         log.warning("database unavailable: %s", str(exc)[:300], extra={"request_id": rid})
         return problem_response(
             status=503,

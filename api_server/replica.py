@@ -52,9 +52,11 @@ class ReplicaState:
     error: str | None = None
 
     def problem(self, max_lag_s: float) -> str | None:
-        """Why reads should not use this replica, or ``None`` when they may."""
+        """Why reads should not use this replica, or ``None`` when they may. Public (it goes
+        into /readyz), so the driver's error, which names the replica's address, stays out:
+        :attr:`error` is logged instead."""
         if not self.reachable:
-            return f"unreachable ({self.error})" if self.error else "unreachable"
+            return "unreachable"
         if self.replicating is False:
             return "replication stopped"
         if max_lag_s > 0 and self.lag_s is not None and self.lag_s > max_lag_s:
@@ -192,7 +194,9 @@ class ReadRouter:
         on_primary = self.fallback and problem is not None and _primary_answers(self.primary)
         if on_primary != self.on_primary:
             if on_primary:
-                log.warning("read replica %s: reads go to the primary", problem)
+                log.warning(
+                    "read replica %s (%s): reads go to the primary", problem, state.error or "-"
+                )
             else:
                 log.warning("read replica usable again: reads go back to it")
         self.state, self.on_primary = state, on_primary
@@ -250,8 +254,13 @@ class ReadRouter:
         if self.on_primary:
             return f"replica {problem}; reads use the primary"
         if not self.state.reachable:
-            raise ConnectionError(f"read replica {problem}")
+            raise ReplicaUnavailable(f"read replica {problem}")
         return f"replica {problem}; reads may be stale"
+
+
+class ReplicaUnavailable(ConnectionError):
+    """Reads cannot be served: the replica is unreachable and there is no fallback. Its
+    name is what /readyz shows (svckit.ops keeps exception messages in the log)."""
 
 
 class _ReplicaCollector(Collector):

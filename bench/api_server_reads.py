@@ -57,7 +57,12 @@ def main() -> int:
     tmp = tempfile.mkdtemp(prefix="bx-bench-api-")
     url = args.database_url or f"sqlite:///{tmp}/bench.sqlite3"
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOXOFFICE_")}
-    env |= {"BOXOFFICE_DATABASE_URL": url, "BOXOFFICE_LOG_LEVEL": "WARNING"}
+    # A local benchmark: the public default secrets are allowed.
+    env |= {
+        "BOXOFFICE_DATABASE_URL": url,
+        "BOXOFFICE_LOG_LEVEL": "WARNING",
+        "BOXOFFICE_ALLOW_INSECURE_DEFAULTS": "true",
+    }
     cli = [sys.executable, "-m", "boxoffice.cli"]
     subprocess.run([*cli, "migrate"], env=env, check=True, cwd=tmp, capture_output=True)
     subprocess.run([*cli, "seed", "--demo"], env=env, check=True, cwd=tmp, capture_output=True)

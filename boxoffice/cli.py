@@ -7,7 +7,7 @@ import importlib
 import os
 import sys
 
-from shared.config import CommonSettings
+from shared.config import MIN_SECRET_CHARS, CommonSettings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -17,6 +17,20 @@ def _serve(args: argparse.Namespace) -> int:
     from svckit.http_server import HTTP_PROTOCOL
 
     spec = SERVICES[args.service]
+    settings = CommonSettings()
+    weak = settings.weak_secrets()
+    if weak and not settings.allow_insecure_defaults:
+        # The defaults are public: with them anyone can mint access and admission tokens
+        # (and skip the waiting room) or call the admin API.
+        print(
+            f"refusing to start: {' and '.join(weak)} {'is' if len(weak) == 1 else 'are'} "
+            "a public default or shorter than "
+            f'{MIN_SECRET_CHARS} characters. Set a random value (e.g. `python -c "import '
+            'secrets; print(secrets.token_urlsafe(48))"`), or, for a local try-out only, '
+            "BOXOFFICE_ALLOW_INSECURE_DEFAULTS=true. `boxoffice dev` makes its own secrets.",
+            file=sys.stderr,
+        )
+        return 2
     # A served process freezes its start-up heap (svckit/gc_tuning.py); the environment
     # carries the choice to uvicorn's worker processes too.
     os.environ.setdefault("BOXOFFICE_GC_FREEZE", "true")
@@ -26,8 +40,13 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port or spec.port,
         workers=args.workers,
-        loop=CommonSettings().event_loop,
+        loop=settings.event_loop,
         http=HTTP_PROTOCOL,  # httptools, one write per response
+        # uvicorn would otherwise rewrite the client address from X-Forwarded-For sent from
+        # 127.0.0.1 before the gateway sees it; only BOXOFFICE_TRUSTED_PROXIES may vouch for
+        # a forwarded address (the gateway's own resolver reads the header).
+        proxy_headers=False,
+        forwarded_allow_ips="",
         access_log=False,  # the services write their own structured access log
         log_level=args.log_level,
     )

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from boxoffice.db import migrate
+from boxoffice.dev_secrets import SECRETS_FILE, with_install_secrets
 from boxoffice.seed import seed_demo
 from boxoffice.services import SERVICES, WORKER_MODULE
-from shared.config import CommonSettings
+from shared.config import DEV_ADMIN_TOKEN, CommonSettings
 
 
 def start_embedded_redis(data_dir: Path, port: int | None = None) -> Any:
@@ -28,11 +29,14 @@ def start_embedded_redis(data_dir: Path, port: int | None = None) -> Any:
 
 
 def embedded_environment(settings: CommonSettings) -> tuple[dict[str, str], list[Any]]:
-    """Child environment with embedded database/Redis URLs filled in where unset."""
+    """Child environment with embedded database/Redis URLs and per-install secrets filled
+    in where unset."""
     env = dict(os.environ)
     started: list[Any] = []
     data_dir = Path(settings.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    # Served processes refuse the public default secrets: this install gets its own.
+    with_install_secrets(env, settings, data_dir)
     if not settings.database_url:
         env["BOXOFFICE_DATABASE_URL"] = f"sqlite:///{data_dir / 'boxoffice.sqlite3'}"
     if not settings.redis_url:
@@ -62,6 +66,9 @@ def run_dev(host: str = "127.0.0.1") -> int:
             admit_per_second=settings.queue_default_admit_per_second,
         )
         print(f"database migrated; demo catalog: {added} performance(s) added", flush=True)
+        if settings.admin_token == DEV_ADMIN_TOKEN:
+            secrets_path = Path(settings.data_dir).resolve() / SECRETS_FILE
+            print(f"admin token (X-Admin-Token): BOXOFFICE_ADMIN_TOKEN in {secrets_path}")
         for spec in SERVICES.values():
             if not spec.exists():
                 continue

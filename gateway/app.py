@@ -191,6 +191,8 @@ def create_app(
         version="0.1.0",
         description="The single public URL: routing, identity, rate limiting, queue admission.",
         lifespan=lifespan,
+        # A redirect's Location would be built from the client's Host header: answer 404.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics

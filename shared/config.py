@@ -9,6 +9,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me-0123456789"
 DEV_ADMIN_TOKEN = "dev-admin-token"
+# HS256 wants a key at least as long as its hash (RFC 7518 3.2): 32 bytes. The admin token is
+# held to the same length, so neither can be guessed or brute-forced offline.
+MIN_SECRET_CHARS = 32
 
 
 def split_commas(value: object) -> object:
@@ -34,8 +37,12 @@ class CommonSettings(BaseSettings):
     redis_url: str | None = None
     data_dir: str = "data"
 
+    # The defaults are public: ``boxoffice serve`` refuses them (and any secret shorter than
+    # MIN_SECRET_CHARS) unless ``allow_insecure_defaults`` says so; ``boxoffice dev`` makes
+    # per-install secrets instead. An empty admin token disables the admin API.
     secret_key: str = DEV_SECRET_KEY
     admin_token: str = DEV_ADMIN_TOKEN
+    allow_insecure_defaults: bool = False
 
     api_server_url: str = "http://127.0.0.1:8001"
     ticket_server_url: str = "http://127.0.0.1:8002"
@@ -46,7 +53,7 @@ class CommonSettings(BaseSettings):
     admission_ttl_s: int = Field(default=600, ge=1)
     queue_heartbeat_timeout_s: int = Field(default=30, ge=1)
     queue_default_max_active: int = Field(default=100, ge=1)
-    queue_default_admit_per_second: float = Field(default=10.0, gt=0)
+    queue_default_admit_per_second: float = Field(default=10.0, ge=0.001)  # NUMERIC(10, 3)
     max_seats_per_user: int = Field(default=4, ge=1)
 
     redis_socket_timeout_s: float = Field(default=1.0, gt=0)
@@ -60,6 +67,16 @@ class CommonSettings(BaseSettings):
     # loop at the same req/s. An on-sale is saturation, and its tail is what people feel
     # (docs/benchmarks-history.md, "Event loop").
     event_loop: Literal["asyncio", "uvloop"] = "asyncio"
+
+    def weak_secrets(self) -> list[str]:
+        """Environment names of the secrets that are a public default or too short."""
+        weak = []
+        if self.secret_key == DEV_SECRET_KEY or len(self.secret_key) < MIN_SECRET_CHARS:
+            weak.append("BOXOFFICE_SECRET_KEY")
+        token = self.admin_token
+        if token and (token == DEV_ADMIN_TOKEN or len(token) < MIN_SECRET_CHARS):
+            weak.append("BOXOFFICE_ADMIN_TOKEN")
+        return weak
 
     def resolved_database_url(self) -> str:
         """The configured database URL, or the embedded SQLite file under ``data_dir``."""

@@ -25,8 +25,11 @@ def install_common(
     route_label: Callable[[Scope], str] | None = None,
 ) -> ServiceMetrics:
     """Add problem+json handlers, the request-context middleware, gzip for clients that
-    accept it, and the ops routes."""
+    accept it, and the ops routes; turn off trailing-slash redirects."""
     metrics = metrics or ServiceMetrics(service)
+    # No trailing-slash redirects: behind the gateway their absolute Location named this
+    # service's internal address (the proxy sets Host). A path with a stray slash is a 404.
+    app.router.redirect_slashes = False
     add_exception_handlers(app)
     app.include_router(ops_router(metrics=metrics, checks=checks))
     # Level 1: a 1,000-seat map (77 kB of JSON) becomes 7 kB in 0.16 ms; level 6 saves

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -16,6 +17,7 @@ from svckit.metrics import ServiceMetrics
 # A check raises (or times out) when its dependency is not ready; it may return a note
 # (e.g. "replica down; reads use the primary") that /readyz reports instead of "ok".
 ReadinessCheck = Callable[[Request], Awaitable[str | None]]
+log = logging.getLogger("boxoffice.ops")
 
 
 def ops_router(
@@ -41,8 +43,11 @@ def ops_router(
                 note = await asyncio.wait_for(check(request), timeout_s)
             except TimeoutError:
                 return name, f"no answer within {timeout_s}s", ""
-            except Exception as e:  # any failure means "not ready"; the reason is reported
-                return name, f"{type(e).__name__}: {e}"[:300], ""
+            except Exception as e:  # any failure means "not ready"
+                # The message may name an internal address ("connect to 10.0.0.5:8001"):
+                # it goes to the log; the public answer names only the kind of failure.
+                log.warning("readiness check %s failed: %s: %s", name, type(e).__name__, e)
+                return name, type(e).__name__, ""
             return name, None, note or "ok"
 
         results = await asyncio.gather(*(run(n, c) for n, c in checks.items()))

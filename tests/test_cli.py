@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from boxoffice.cli import build_parser, main
 from shared.db.engine import make_engine
 from shared.db.models import Performance, PerformanceSession, Seat, Venue
+from tests.fixtures.services import SERVE_SECRETS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -133,9 +134,13 @@ def test_serve_runs_the_configured_event_loop(
 ) -> None:
     seen: dict[str, object] = {}
     monkeypatch.setattr("uvicorn.run", lambda *a, **kw: seen.update(kw))
+    for name, value in SERVE_SECRETS.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("BOXOFFICE_EVENT_LOOP", given or "asyncio")
     if given is None:
         monkeypatch.delenv("BOXOFFICE_EVENT_LOOP")
     assert main(["serve", "gateway", "--port", "1"]) == 0
     assert seen["loop"] == loop
     assert seen["http"] == "svckit.http_server:CoalescingHttpToolsProtocol"
+    # Only BOXOFFICE_TRUSTED_PROXIES vouches for X-Forwarded-For (tests/boxoffice/test_serve.py).
+    assert seen["proxy_headers"] is False

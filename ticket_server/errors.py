@@ -13,6 +13,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
+from svckit.db_errors import is_data_error, refused_value_response
 from svckit.errors import (
     AppError,
     Conflict,
@@ -59,6 +60,9 @@ def add_storage_handlers(app: FastAPI) -> None:
     """Map Redis and database failures to 503 problems."""
 
     async def _storage(request: Request, exc: Exception) -> Response:
+        # A value the database refused is the client's error, not an outage.
+        if is_data_error(exc):
+            return refused_value_response(exc, request_id_of(request))
         return app_error_response(storage_unavailable(exc), request_id_of(request))
 
     for error in STORAGE_ERRORS:

@@ -20,6 +20,7 @@ import httpx
 
 from boxoffice.db import migrate
 from boxoffice.dev import start_embedded_redis, stop_processes
+from boxoffice.dev_secrets import admin_token_for, secret_key_for, with_install_secrets
 from boxoffice.services import SERVICES, WORKER_MODULE
 from shared.config import CommonSettings
 
@@ -65,8 +66,9 @@ def remote_target(
     """A system somebody else runs (e.g. ``make run`` on :8000)."""
     return Target(
         gateway_urls=[u.rstrip("/") for u in urls],
-        admin_token=admin_token or settings.admin_token,
-        secret_key=settings.secret_key,
+        # `make run`'s secrets are its install's (under the data directory).
+        admin_token=admin_token or admin_token_for(settings),
+        secret_key=secret_key_for(settings),
         redis_url=redis_url or settings.redis_url,
         heartbeat_timeout_s=float(settings.queue_heartbeat_timeout_s),
     )
@@ -99,6 +101,8 @@ class LocalSystem:
         settings = CommonSettings()
         env = dict(os.environ)
         scratch = Path(tempfile.mkdtemp(prefix="bx-sim-"))
+        # Served processes refuse the public default secrets: this run makes its own.
+        with_install_secrets(env, settings, scratch)
         if not settings.database_url:
             env["BOXOFFICE_DATABASE_URL"] = f"sqlite:///{scratch / 'boxoffice.sqlite3'}"
         if not settings.redis_url:
@@ -130,8 +134,8 @@ class LocalSystem:
         self._wait_ready(ready + gateway_urls, ready_timeout_s)
         return Target(
             gateway_urls=gateway_urls,
-            admin_token=self.admin_token or settings.admin_token,
-            secret_key=settings.secret_key,
+            admin_token=self.admin_token or env.get("BOXOFFICE_ADMIN_TOKEN", settings.admin_token),
+            secret_key=env.get("BOXOFFICE_SECRET_KEY", settings.secret_key),
             redis_url=env["BOXOFFICE_REDIS_URL"],
             heartbeat_timeout_s=float(settings.queue_heartbeat_timeout_s),
         )

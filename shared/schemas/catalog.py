@@ -11,6 +11,7 @@ from shared.ids import MAX_ID
 from shared.schemas.common import Price
 
 Name = Field(min_length=1, max_length=200)
+MIN_ADMIT_PER_SECOND = 0.001
 
 
 class VenueRead(BaseModel):
@@ -86,7 +87,9 @@ class QueuePolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_active: int = Field(ge=1, le=1_000_000)
-    admit_per_second: float = Field(gt=0, le=100_000)
+    # The column keeps thousandths (NUMERIC(10, 3)) under CHECK > 0: a smaller rate would be
+    # stored as 0 and refused by the database.
+    admit_per_second: float = Field(ge=MIN_ADMIT_PER_SECOND, le=100_000)
 
 
 class SessionCreate(BaseModel):

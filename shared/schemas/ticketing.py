@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -34,7 +34,7 @@ class HoldCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seat_ids: list[int] = Field(min_length=1, max_length=100)
+    seat_ids: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(min_length=1, max_length=100)
 
 
 class HoldRead(BaseModel):

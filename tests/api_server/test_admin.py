@@ -274,6 +274,16 @@ LONG = "x" * 201
             "/api/admin/performances/{performance_id}/sessions",
             {**SESSION, "queue": {"max_active": 1}},
         ),
+        # Below the column's thousandths: stored as 0, refused by the database's CHECK (on
+        # MariaDB that was a 503 "database unavailable"; on SQLite a 201).
+        (
+            "/api/admin/performances/{performance_id}/sessions",
+            {**SESSION, "queue": {"max_active": 1, "admit_per_second": 5e-324}},
+        ),
+        (
+            "/api/admin/performances/{performance_id}/sessions",
+            {**SESSION, "queue": {"max_active": 1, "admit_per_second": 0.0004}},
+        ),
         (
             "/api/admin/performances/{performance_id}/sessions",
             {**SESSION, "queue": {"max_active": 1, "admit_per_second": "fast"}},

@@ -15,7 +15,7 @@ import pytest
 
 from boxoffice.db import migrate
 from boxoffice.seed import seed_demo
-from tests.fixtures.services import free_port
+from tests.fixtures.services import SERVE_SECRETS, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,7 @@ def test_serve_api_answers_the_demo_catalog(tmp_path: Path) -> None:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOXOFFICE_")}
     env["BOXOFFICE_DATABASE_URL"] = url
+    env.update(SERVE_SECRETS)
     log = tmp_path / "api.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(

@@ -15,6 +15,7 @@ from api_server.app import create_app
 from api_server.config import Settings
 from boxoffice.cli import main
 from svckit.gc_tuning import freeze_startup_heap
+from tests.fixtures.services import SERVE_SECRETS
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +60,8 @@ def test_serve_turns_it_on_unless_told_otherwise(
         seen["env"] = os.environ.get("BOXOFFICE_GC_FREEZE")
 
     monkeypatch.setattr("uvicorn.run", fake_run)
+    for name, value in SERVE_SECRETS.items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("BOXOFFICE_GC_FREEZE", "placeholder")  # restored after the test
     if given is None:
         monkeypatch.delenv("BOXOFFICE_GC_FREEZE")

@@ -38,6 +38,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from shared.db.models import Ranking, Reservation, ReservationSeat
 from shared.events import ReservationCancelled, ReservationCompleted
+from svckit.db_errors import is_data_error
 from ticket_server.worker.bulk import insert_rows
 
 Event = ReservationCompleted | ReservationCancelled
@@ -93,6 +94,8 @@ def find_taken(engine: Engine, ev: ReservationCompleted) -> Taken:
 def is_transient(exc: BaseException) -> bool:
     """Whether a database error means "the database is unavailable or busy" (retry the same
     work later) rather than "this data is refused" (isolate the event)."""
+    if is_data_error(exc):  # MariaDB raises some refusals as OperationalError
+        return False
     if isinstance(exc, OperationalError | InterfaceError | DisconnectionError | PoolTimeoutError):
         return True
     return isinstance(exc, DBAPIError) and exc.connection_invalidated
