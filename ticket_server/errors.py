@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
@@ -54,8 +54,12 @@ def add_storage_handlers(app: FastAPI) -> None:
     """Map Redis and database failures to 503 problems."""
 
     @app.exception_handler(RedisError)
-    async def _redis(request: Request, exc: RedisError) -> Response:
+    @app.exception_handler(RedisClusterException)  # not a RedisError (no node for a slot)
+    async def _redis(request: Request, exc: Exception) -> Response:
         log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
+        health = getattr(request.app.state, "redis_health", None)
+        if health is not None:
+            health.failed(exc)
         return _unavailable(request, "Booking storage is unavailable; try again shortly.")
 
     @app.exception_handler(DBAPIError)

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ratelimit import metrics as m
@@ -31,7 +29,14 @@ from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
 from shared import keys
-from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
+from svckit.redis_client import (
+    RedisMode,
+    RedisOptions,
+    make_async_redis,
+    make_pipelined,
+    resolve,
+)
+from svckit.redis_pipeline import AnyPipelined, PipelinedScript, bulk, slot_of
 
 log = logging.getLogger("boxoffice.gateway.ratelimit")
 
@@ -176,19 +181,19 @@ class PipelinedGcra:
     function returning the reply's future, not a coroutine: on the hot path the request
     awaits the future itself (hiredis already gives the integer)."""
 
-    def __init__(self, client: PipelinedRedis) -> None:
+    def __init__(self, client: AnyPipelined) -> None:
         self._client = client
         self._script = PipelinedScript(scripts.source("gcra"), 1)
 
-    def prepare(self, key: str, interval_us: int, burst: int) -> bytes:
-        """The ``EVALSHA`` command for these arguments."""
-        return self._script.command(bulk(key, interval_us, burst), 3)
+    def prepare(self, key: str, interval_us: int, burst: int) -> tuple[bytes, int]:
+        """The ``EVALSHA`` command for these arguments, and its key's cluster slot."""
+        return self._script.command(bulk(key, interval_us, burst), 3), slot_of(key)
 
-    def __call__(self, call: bytes) -> Awaitable[int]:
-        return self._client.send(call)
+    def __call__(self, call: tuple[bytes, int]) -> Awaitable[int]:
+        return self._client.send(*call)
 
-    def reload(self, call: bytes) -> Awaitable[int]:
-        return self._client.send(self._script.as_eval(call))
+    def reload(self, call: tuple[bytes, int]) -> Awaitable[int]:
+        return self._client.send(self._script.as_eval(call[0]), call[1])
 
     def reset(self) -> None:
         self._client.reset()
@@ -229,7 +234,7 @@ class RedisRateLimiter:
         instances: InstanceTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
         owns_redis: Redis | None = None,
-        pipelined: PipelinedRedis | None = None,
+        pipelined: AnyPipelined | None = None,
     ) -> None:
         self.settings = settings
         self._owned_redis = owns_redis
@@ -308,6 +313,12 @@ class RedisRateLimiter:
                 reset_us = await self._gcra(call)
             except NoScriptError:
                 reset_us = await self._gcra.reload(call)
+        except ResponseError as e:
+            # Redis answered (a script error, a wrong key type, OOM): this call falls back,
+            # but Redis is not down, so nobody else is sent to the failure modes.
+            self.metrics.redis_errors.labels("error").inc()
+            log.warning("rate limiter: Redis answered an error: %s", e)
+            return self._fallback(rule, subject)
         except Exception as e:  # any failure of the Redis call is a failure-mode decision
             if isinstance(e, TimeoutError):
                 self._gcra.reset()  # Redis may be hung: start over on a new connection
@@ -364,23 +375,21 @@ class RedisRateLimiter:
         log.warning("rate limiter: Redis is back; limits are enforced in Redis again")
 
 
-def make_redis(url: str, settings: RateLimitSettings) -> Redis:
-    """The limiter's own Redis client, tuned for a hot path with a fallback.
+def make_redis(url: str, settings: RateLimitSettings, mode: RedisMode | None = None) -> Redis:
+    """The limiter's own Redis client (``svckit/redis_client.py``), with the limiter's
+    budget: ``redis_timeout_s`` for pool wait, connect and read (the failure mode is the
+    retry), and a blocking pool of ``redis_max_connections`` (a full pool must wait, not
+    look like an outage)."""
+    return make_async_redis(_options(url, settings, mode))
 
-    Not the app's shared client because its defaults do not fit here: redis-py retries a
-    failed command three times with backoff of up to seconds (the failure mode *is* our
-    retry, and the budget is ``redis_timeout_s``), and its default pool raises
-    ``MaxConnectionsError`` instead of waiting once 100 commands are in flight, which under
-    load would look like a Redis outage."""
-    pool = BlockingConnectionPool.from_url(
+
+def _options(url: str, settings: RateLimitSettings, mode: RedisMode | None) -> RedisOptions:
+    return resolve(
         url,
+        mode=mode,
+        timeout_s=settings.redis_timeout_s,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 0),
     )
-    return Redis.from_pool(pool)
 
 
 async def start_rate_limiter(
@@ -389,6 +398,7 @@ async def start_rate_limiter(
     redis_url: str | None = None,
     redis: Redis | None = None,
     registry: CollectorRegistry | None = None,
+    redis_mode: RedisMode | None = None,
 ) -> RedisRateLimiter:
     """A limiter with its instance heartbeat running, for the app's lifespan; stop it with
     ``await limiter.aclose()``.
@@ -401,7 +411,7 @@ async def start_rate_limiter(
     if redis is None:
         if redis_url is None:
             raise ValueError("start_rate_limiter needs redis_url or redis")
-        redis = owned = make_redis(redis_url, settings)
+        redis = owned = make_redis(redis_url, settings, redis_mode)
     metrics = m.RateLimitMetrics(registry)
     tracker = InstanceTracker(
         redis=redis,
@@ -416,12 +426,11 @@ async def start_rate_limiter(
         instances=tracker,
         owns_redis=owned,
         pipelined=(
-            PipelinedRedis(
-                redis_url,
-                timeout_s=settings.redis_timeout_s,
+            make_pipelined(
+                _options(redis_url, settings, redis_mode),
                 window_s=settings.redis_batch_window_ms / 1000,
             )
-            if redis_url and supports(redis_url)
+            if redis_url
             else None
         ),
     )
@@ -439,10 +448,15 @@ async def running_rate_limiter(
     redis_url: str | None = None,
     redis: Redis | None = None,
     registry: CollectorRegistry | None = None,
+    redis_mode: RedisMode | None = None,
 ) -> AsyncIterator[RedisRateLimiter]:
     """:func:`start_rate_limiter` as an async context manager."""
     limiter = await start_rate_limiter(
-        settings=settings, redis_url=redis_url, redis=redis, registry=registry
+        settings=settings,
+        redis_url=redis_url,
+        redis=redis,
+        registry=registry,
+        redis_mode=redis_mode,
     )
     try:
         yield limiter

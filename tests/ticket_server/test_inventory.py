@@ -20,7 +20,8 @@ from ticket_server.inventory.repository import SeatRow
 from ticket_server.inventory.service import SessionMeta
 from ticket_server.scripts import register_scripts
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from shared.events import ReservationCompleted, parse_event
 from tests.ticket_server.conftest import User, create_session
 from tests.ticket_server.server import run_ticket_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.redis_backends]
 
 # The full-size race runs once; the loop repeats a CI-sized one (same shape, fewer clients)
 # 20 times, so that the whole file stays around a minute on a shared 2-core machine.

@@ -28,11 +28,13 @@ from typing import Any, cast
 import orjson
 import redis
 from pydantic import ValidationError
+from redis.cluster import RedisCluster
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import keys
 from shared.events import parse_event
+from svckit.redis_client import REDIS_ERRORS
 from ticket_server.worker.apply import BatchConflict, Event, apply_batch, is_transient
 from ticket_server.worker.metrics import WorkerMetrics
 
@@ -42,6 +44,10 @@ _CONFLICT_RETRIES = 2
 _CONFLICT_RETRY_S = 0.05
 
 log = logging.getLogger(__name__)
+
+
+# On a cluster the worker polls (see Worker._read_each): the longest an event then waits.
+CLUSTER_POLL_S = 0.05
 
 
 def default_consumer_name() -> str:
@@ -134,7 +140,9 @@ class Worker:
                 attempt = 0
             except StopRequested:
                 break
-            except redis.RedisError as e:
+            except REDIS_ERRORS as e:
+                # A cluster client also raises RedisClusterException (not a RedisError),
+                # e.g. while no node serves a slot: waited out like any outage.
                 if isinstance(e, redis.ResponseError) and (
                     "NOGROUP" in str(e) or "UNBLOCKED" in str(e)
                 ):
@@ -203,6 +211,8 @@ class Worker:
         if not self.streams:
             self._stop.wait(self.opts.block_ms / 1000)
             return []
+        if isinstance(self.redis, RedisCluster):
+            return self._read_each()
         reply: Any = self.redis.xreadgroup(
             self.opts.group,
             self.opts.consumer,
@@ -213,6 +223,24 @@ class Worker:
         entries: list[Entry] = []
         for stream, items in reply or []:
             entries.extend(Entry(stream, eid, fields) for eid, fields in items)
+        return entries
+
+    def _read_each(self) -> list[Entry]:
+        # On a cluster the streams live on different nodes, and one XREADGROUP naming them
+        # all is refused (CROSSSLOT): one non-blocking read per stream, pipelined (the
+        # cluster pipeline writes each node's reads at once); nothing new: wait a moment.
+        pipe = self.redis.pipeline(transaction=False)
+        streams = sorted(self.streams)
+        for stream in streams:
+            pipe.xreadgroup(
+                self.opts.group, self.opts.consumer, {stream: ">"}, count=self.opts.batch_size
+            )
+        entries: list[Entry] = []
+        for reply in pipe.execute():
+            for stream, items in cast(Any, reply) or []:
+                entries.extend(Entry(stream, eid, fields) for eid, fields in items)
+        if not entries:
+            self._stop.wait(min(self.opts.block_ms / 1000, CLUSTER_POLL_S))
         return entries
 
     def forget_idle_consumers(self) -> int:

@@ -19,7 +19,8 @@ from shared import keys
 from shared.tokens import verify_admission_token
 from svckit.redis_pipeline import PipelinedRedis
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 SECRET = "svc-test-secret-0123456789abcdef0123456789"
 SID = 7

@@ -23,7 +23,8 @@ from tests.ticket_server.worker.support import (
 )
 from ticket_server.worker.metrics import group_backlog
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 def _sample(worker_metrics: object, name: str, labels: dict[str, str] | None = None) -> float:
