@@ -21,11 +21,14 @@ re-forms), which is not a ``RedisError``.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import unquote, urlsplit
 
 import redis
@@ -36,6 +39,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ConstantBackoff, NoBackoff
 from redis.exceptions import (
     ClusterDownError,
+    MaxConnectionsError,
     RedisClusterException,
     RedisError,
     SlotNotCoveredError,
@@ -70,9 +74,53 @@ class BoxofficeRedisCluster(aiocluster.RedisCluster):
     redis-py retries a command after ``ConnectionError`` / ``TimeoutError`` too (re-reading
     the slot map in between); a script whose reply was lost may have run, so those are not
     retried here. The slot map is still refreshed after such an error (redis-py asks for
-    it), so the caller's next command goes to the promoted replica."""
+    it), so the caller's next command goes to the promoted replica.
+
+    Its per-node pools raise ``MaxConnectionsError`` at once when full (there is no
+    blocking pool for a cluster), which a burst would turn into 503s: commands and
+    pipelines wait for one of ``max_connections`` turns instead, as the standalone client's
+    blocking pool does, for at most ``pool_timeout_s``."""
 
     ERRORS_ALLOW_RETRY = (ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+
+    def __init__(
+        self, *args: Any, pool_timeout_s: float = 1.0, max_connections: int = 32, **kwargs: Any
+    ) -> None:
+        """``pool_timeout_s``: the longest wait for a turn."""
+        super().__init__(*args, max_connections=max_connections, **kwargs)  # type: ignore[misc]
+        self._turns = asyncio.Semaphore(max_connections)
+        self._turn_timeout_s = pool_timeout_s
+
+    @contextlib.asynccontextmanager
+    async def turn(self) -> AsyncIterator[None]:
+        """One of the client's ``max_connections`` turns (waits for one)."""
+        try:
+            async with asyncio.timeout(self._turn_timeout_s):
+                await self._turns.acquire()
+        except TimeoutError as e:
+            raise MaxConnectionsError("no free Redis connection in time") from e
+        try:
+            yield
+        finally:
+            self._turns.release()
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """redis-py's, in a turn."""
+        async with self.turn():
+            return await super().execute_command(*args, **kwargs)
+
+    def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
+        """redis-py's cluster pipeline, executed in a turn."""
+        if shard_hint:
+            raise RedisClusterException("shard_hint is deprecated in cluster mode")
+        return _TurnPipeline(self, transaction)  # type: ignore[abstract]  # as redis-py does
+
+
+class _TurnPipeline(aiocluster.ClusterPipeline):
+    async def execute(self, *args: Any, **kwargs: Any) -> Any:
+        client = cast(BoxofficeRedisCluster, self.cluster_client)
+        async with client.turn():
+            return await super().execute(*args, **kwargs)
 
 
 class BoxofficeSyncRedisCluster(redis.cluster.RedisCluster):
@@ -90,6 +138,15 @@ class SentinelTarget:
     db: int
     password: str | None
     username: str | None
+
+    def master_kwargs(self) -> dict[str, Any]:
+        """The arguments of ``Sentinel.master_for`` naming the master."""
+        return {
+            "service_name": self.service_name,
+            "db": self.db,
+            "password": self.password,
+            "username": self.username,
+        }
 
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
@@ -214,6 +271,7 @@ def make_async_redis(options: RedisOptions, **overrides: Any) -> aioredis.Redis:
             options.url,
             retry=AsyncRetry(ConstantBackoff(TRANSIENT_BACKOFF_S), TRANSIENT_RETRIES),
             max_connections=max_connections,
+            pool_timeout_s=options.pool_timeout_s or options.timeout_s,
             **kw,
         )
         return client  # type: ignore[return-value]  # the same command API
@@ -227,12 +285,7 @@ def make_async_redis(options: RedisOptions, **overrides: Any) -> aioredis.Redis:
             socket_timeout=options.timeout_s,
         )
         return sentinel.master_for(  # type: ignore[no-any-return]
-            target.service_name,
-            db=target.db,
-            password=target.password,
-            username=target.username,
-            retry=AsyncRetry(NoBackoff(), 0),
-            **kw,
+            **target.master_kwargs(), retry=AsyncRetry(NoBackoff(), 0), **kw
         )
     pool = aioredis.BlockingConnectionPool.from_url(
         options.url,
@@ -259,12 +312,7 @@ def make_sync_redis(options: RedisOptions, **overrides: Any) -> redis.Redis:
         target = parse_sentinel_url(options.url)
         sentinel = Sentinel(target.sentinels, socket_timeout=options.timeout_s)
         return sentinel.master_for(  # type: ignore[no-any-return]
-            target.service_name,
-            db=target.db,
-            password=target.password,
-            username=target.username,
-            retry=Retry(NoBackoff(), 0),
-            **kw,
+            **target.master_kwargs(), retry=Retry(NoBackoff(), 0), **kw
         )
     return redis.Redis.from_url(options.url, retry=Retry(NoBackoff(), 0), **kw)
 

@@ -21,7 +21,7 @@ from sqlalchemy import Engine, MetaData, text
 from boxoffice.db import migrate
 from shared.db.engine import make_engine
 from svckit.redis_client import make_async_redis, make_sync_redis, resolve
-from tests.fixtures.redis_cluster import LocalCluster
+from tests.fixtures.redis_cluster import LocalCluster, running_cluster
 from tests.fixtures.services import (
     TEST_REDIS_ENV,
     EmbeddedRedis,
@@ -85,8 +85,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     groups the tests of one backend together)."""
     if metafunc.definition.get_closest_marker("redis_backends") is None:
         return
-    if "redis_backend" not in metafunc.fixturenames:
-        metafunc.fixturenames.append("redis_backend")
+    if "redis_url" not in metafunc.fixturenames:  # the test does not touch the suite's Redis
+        return
     metafunc.parametrize("redis_backend", REDIS_BACKENDS, indirect=True, scope="session")
 
 
@@ -106,12 +106,8 @@ def standalone_redis_url() -> Iterator[str]:
 def redis_cluster() -> Iterator[LocalCluster]:
     """A local Redis Cluster (3 masters, 3 replicas) for the whole run, started on first
     use. Tests that break it (kill, migrate) start their own instead."""
-    cluster = LocalCluster()
-    cluster.start()
-    try:
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture(scope="session")

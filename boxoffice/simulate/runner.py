@@ -43,6 +43,13 @@ SAMPLE_EVERY_S = 0.5
 STOP_TIMEOUT_S = 5.0
 
 
+def shard_shares(before: dict[str, int], after: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Commands each shard ran between two counts, and its share of the total."""
+    delta = {k: max(0, n - before.get(k, 0)) for k, n in after.items()}
+    total = sum(delta.values()) or 1
+    return {k: {"commands": n, "share": round(n / total, 3)} for k, n in sorted(delta.items())}
+
+
 class RedisProbe:
     """Optional look at the Redis under test: command counts and the worker group's lag.
     Counts its own commands so they can be left out of the per-request figure."""
@@ -50,25 +57,45 @@ class RedisProbe:
     def __init__(self, url: str | None) -> None:
         self.client: Any = None
         self.own_commands = 0
+        # Commands per shard (master address) at the last command_counts(), on a cluster.
+        self.per_shard: dict[str, int] = {}
         if url:
-            import redis.asyncio as aioredis
+            from svckit.redis_client import make_async_redis, resolve
 
-            self.client = aioredis.Redis.from_url(url, decode_responses=True)
+            self.client = make_async_redis(resolve(url, timeout_s=5.0), decode_responses=True)
 
     async def command_counts(self) -> dict[str, int] | None:
-        """``calls`` per command from INFO commandstats."""
+        """``calls`` per command from INFO commandstats (summed over a cluster's masters,
+        whose own totals go to :attr:`per_shard`)."""
         if self.client is None:
             return None
         try:
-            info = await self.client.info("commandstats")
+            infos = await self._commandstats()
         except Exception:  # an optional figure: a failing probe must not end the run
             return None
-        self.own_commands += 1
-        return {
-            name.removeprefix("cmdstat_"): int(v.get("calls", 0))
-            for name, v in info.items()
-            if isinstance(v, dict)
-        }
+        total: dict[str, int] = {}
+        self.per_shard = {}
+        for shard, info in infos.items():
+            self.own_commands += 1
+            calls = {
+                name.removeprefix("cmdstat_"): int(v.get("calls", 0))
+                for name, v in info.items()
+                if isinstance(v, dict)
+            }
+            self.per_shard[shard] = sum(calls.values())
+            for name, n in calls.items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    async def _commandstats(self) -> dict[str, dict[str, Any]]:
+        from redis.asyncio.cluster import RedisCluster
+
+        if not isinstance(self.client, RedisCluster):
+            return {"single": await self.client.info("commandstats")}
+        out = {}
+        for node in self.client.get_primaries():
+            out[node.name] = await self.client.info("commandstats", target_nodes=node)
+        return out
 
     async def stream_lag(self, session_id: int) -> int | None:
         """Entries of the session's stream the worker group has not yet acknowledged."""
@@ -268,6 +295,7 @@ async def simulate(
         )
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
         commands_before = await probe.command_counts()
+        shards_before = dict(probe.per_shard)
         cpu_before = cpu_seconds(system_pids)
         requests_before = recorder.count()
         sampler = asyncio.create_task(
@@ -312,6 +340,7 @@ async def simulate(
         stream_lag_end = await probe.stream_lag(stage.session_id)
         redis_commands = None
         top_commands: dict[str, int] = {}
+        shards = shard_shares(shards_before, probe.per_shard)
         if commands_before is not None and commands_after is not None:
             delta = {
                 name: n - commands_before.get(name, 0)
@@ -338,6 +367,7 @@ async def simulate(
             stream_lag_end=stream_lag_end,
             sold_out_seen_at=sim.sold_out_seen_at,
             top_commands=top_commands,
+            redis_shards=shards,
             cpu_s={
                 name: round(cpu_after.get(name, 0.0) - cpu_before.get(name, 0.0), 2)
                 for name in cpu_after
@@ -425,6 +455,7 @@ def build_report(
     top_commands: dict[str, int] | None = None,
     cpu_s: dict[str, float] | None = None,
     load_before: str | None = None,
+    redis_shards: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Turn what was seen into the report's figures, invariants and goals."""
     t0 = recorder.t0
@@ -623,6 +654,8 @@ def build_report(
         "error_examples": recorder.error_examples,
         "micro_cache_answers": dict(recorder.cache_answers),
         "redis_commands_top": top_commands or {},
+        # Per master of a cluster: commands during the sale and their share of all.
+        "redis_shards": redis_shards or {},
         "cpu_seconds_during_sale": cpu_s or {},
         # CPU of each process per request the crowd made during the sale (gateways answer
         # every request; backends only the ones routed to them).
@@ -702,6 +735,7 @@ def run(options: SimOptions) -> int:
             log_dir=out_dir / "logs",
             admin_token=options.admin_token,
             micro_cache_s=options.micro_cache_s,
+            redis_cluster=options.redis_cluster,
         )
         print("starting the system (logs in " + str(out_dir / "logs") + ") ...", flush=True)
         try:

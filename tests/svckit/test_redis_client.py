@@ -22,7 +22,7 @@ from svckit.redis_client import (
     resolve,
 )
 from svckit.redis_pipeline import PipelinedCluster, PipelinedRedis, PipelinedScript, encode, slot_of
-from tests.fixtures.redis_cluster import LocalCluster
+from tests.fixtures.redis_cluster import LocalCluster, running_cluster
 
 pytestmark = pytest.mark.integration
 
@@ -117,12 +117,8 @@ class TestFactory:
 @pytest.fixture
 def own_cluster() -> Iterator[LocalCluster]:
     """A private cluster, for tests that move slots or kill nodes."""
-    cluster = LocalCluster()
-    cluster.start()
-    try:
+    with running_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.stop()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from gateway.queue.scripts import script_keys
 from gateway.queue.service import QueueService, burst_of, estimate_wait_s, member_of
 from shared import keys
 from shared.tokens import verify_admission_token
-from svckit.redis_pipeline import PipelinedRedis
+from svckit.redis_client import make_pipelined, resolve
 
 # Run on standalone Redis and on a cluster (tests/conftest.py).
 pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
@@ -45,7 +45,7 @@ def make_service(
 ) -> QueueService:
     pipelined = None
     if _pipelined["url"] is not None:
-        pipelined = PipelinedRedis(_pipelined["url"], timeout_s=5.0)
+        pipelined = make_pipelined(resolve(_pipelined["url"], timeout_s=5.0))
         _pipelined["clients"].append(pipelined)
     return QueueService(
         redis=client,

@@ -18,10 +18,12 @@ from redis.crc import key_slot
 from gateway.ratelimit import scripts
 from gateway.ratelimit.policies import RateLimitSettings
 from shared import keys
+from tests.fixtures.redis_cluster import all_keys
 from tests.fixtures.services import EmbeddedRedis
 from tests.gateway.ratelimit.conftest import MakeLimiter
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 def settings(**policies: dict[str, Any]) -> RateLimitSettings:
@@ -109,7 +111,7 @@ class TestExactness:
         lim = make_limiter(settings(t={"rate": 1, "period_s": 2, "burst": 3}))
         for _ in range(3):
             await lim.hit("t", "ip:9")
-        names = await redis_client.keys("*")
+        names = await all_keys(redis_client)
         assert names == [keys.rate_limit("t", "ip:9")]
         # Three slots of 2 s are booked: the key lives until the subject is at rest.
         assert 5_000 < await redis_client.pttl(names[0]) <= 6_000

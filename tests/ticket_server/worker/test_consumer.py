@@ -112,11 +112,12 @@ class TestConsume:
         dead = make_worker("dead", batch_size=5)
         dead.discover()
         assert len(dead.read()) == 5
-        live = make_worker("live", claim_idle_ms=200)
+        # Idle long enough that the first drain cannot claim them on a slow (shared) machine.
+        live = make_worker("live", claim_idle_ms=1000)
         drain(live)
         assert len(db_state(clean_db).reservations) == 7  # the dead one's 5 are still pending
         assert group_backlog(redis_sync).pending == 5
-        time.sleep(0.25)
+        time.sleep(1.05)
         drain(live)
         assert db_state(clean_db) == expected_state(events)
         assert _sample(live.metrics, "boxoffice_worker_claimed_total") == 5
