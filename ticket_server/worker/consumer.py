@@ -175,6 +175,7 @@ class Worker:
             self._next_claim = now + max(0.05, self.opts.claim_idle_ms / 2000)
         if now >= self._next_forget:
             self.forget_idle_consumers()
+            self.forget_finished_streams()
             self._next_forget = now + max(1.0, self.opts.forget_idle_ms / 10_000)
         if self.stopping:
             return handled
@@ -242,6 +243,29 @@ class Worker:
         if not entries:
             self._stop.wait(min(self.opts.block_ms / 1000, CLUSTER_POLL_S))
         return entries
+
+    def forget_finished_streams(self) -> int:
+        """Drop from the registry the sessions whose stream is fully consumed and has had
+        nothing new for ``forget_idle_ms`` (a finished sale); returns how many. Otherwise the
+        registry only grows and every worker polls every stream ever loaded, forever.
+        ticket_server registers a session again before each event it writes (confirm,
+        cancel), so a late event is found at the next discovery."""
+        dropped = 0
+        now_ms = int(time.time() * 1000)
+        for stream in sorted(self.streams):
+            groups: Any = self.redis.xinfo_groups(stream)
+            mine = next((g for g in groups if g["name"] == self.opts.group), None)
+            # lag is None when Redis cannot tell (entries deleted): keep the stream.
+            if mine is None or int(mine["pending"]) or mine.get("lag") != 0:
+                continue
+            last_ms = int(str(mine["last-delivered-id"]).split("-", 1)[0])
+            if now_ms - last_ms < self.opts.forget_idle_ms:
+                continue
+            self.redis.srem(keys.EVENT_STREAMS, str(keys.stream_session(stream)))
+            self.streams.discard(stream)
+            dropped += 1
+            log.info("finished session dropped from the stream registry", extra={"stream": stream})
+        return dropped
 
     def forget_idle_consumers(self) -> int:
         """Delete consumers that hold no pending entries and have been idle for

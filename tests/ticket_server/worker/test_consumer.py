@@ -103,6 +103,28 @@ class TestConsume:
         assert db_state(clean_db).reservations[a.reservation_id] == ("cancelled", 1, 2)
         assert group_backlog(redis_sync).lag == 0
 
+    def test_finished_sessions_leave_the_registry_and_come_back_with_an_event(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        done, busy = catalog.session_ids
+        a, b = completed(done, 1, [catalog.seats[0]]), completed(busy, 2, [catalog.seats[300]])
+        push(redis_sync, a, b)
+        w = make_worker("w", forget_idle_ms=0)
+        drain(w)
+        stuck = make_worker("stuck")  # holds b's session's next event pending
+        c = completed(busy, 3, [catalog.seats[301]])
+        push(redis_sync, c)
+        stuck.discover()
+        assert len(stuck.read()) == 1
+        assert w.forget_finished_streams() == 1  # the busy one has an entry pending
+        assert redis_sync.smembers(keys.EVENT_STREAMS) == {str(busy)}
+        assert w.streams == {keys.events_stream(busy)}
+        # A late event registers its session again first (as confirm and cancel do).
+        push(redis_sync, cancelled(a))
+        w.discover()
+        drain(w)
+        assert db_state(clean_db).reservations[a.reservation_id][0] == "cancelled"
+
     def test_dead_consumers_pending_entries_are_reclaimed(
         self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
     ) -> None:
