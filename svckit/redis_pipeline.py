@@ -309,6 +309,10 @@ class PipelinedRedis:
         proto = await self._connection()
         return await proto.send(command)
 
+    def shard(self, slot: int) -> object:
+        """The server that answers ``slot``: this one (see :meth:`PipelinedCluster.shard`)."""
+        return None
+
     def reset(self) -> None:
         """Drop the connection (after a timeout: Redis may be hung); in-flight commands
         fail, the next one reconnects."""
@@ -455,6 +459,12 @@ class PipelinedCluster:
                 self.request_refresh()
                 raise
         raise RedisConnectionError(f"slot {slot} kept moving; gave up after redirections")
+
+    def shard(self, slot: int) -> object:
+        """The master that answers ``slot`` now (its address; None before the map is read):
+        callers keep failure state per shard, so one master down is not an outage of all."""
+        node = self._slots[slot]
+        return None if node is None else node.address
 
     def request_refresh(self) -> None:
         """Re-read the slot map in the background (one read at a time)."""

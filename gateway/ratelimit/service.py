@@ -82,6 +82,7 @@ def _verdict(
 
 # Bounds of the per-policy caches below; a full cache is emptied and fills again.
 _MAX_CALLS = 8192  # subjects with their script call prepared
+_MAX_SHARDS = 64  # failure states kept (masters come and go with failovers)
 _MAX_VERDICTS = 4096  # distinct (remaining or retry, reset) pairs
 
 
@@ -173,6 +174,12 @@ class GcraCall(Protocol):
 
     def reset(self) -> None: ...
 
+    def shard(self, call: Any) -> object:
+        """Which Redis server answers ``call`` (one per cluster master): failures are
+        tracked per shard, so one master down does not send every subject to the failure
+        modes."""
+        ...
+
 
 class PipelinedGcra:
     """``EVALSHA`` on the auto-pipelined client; ``EVAL`` for :meth:`reload`.
@@ -198,6 +205,9 @@ class PipelinedGcra:
     def reset(self) -> None:
         self._client.reset()
 
+    def shard(self, call: tuple[bytes, int]) -> object:
+        return self._client.shard(call[1])
+
 
 class RedisPyGcra:
     """The same through redis-py (``AsyncScript``: one ``EVALSHA``, reload on NOSCRIPT by
@@ -220,6 +230,19 @@ class RedisPyGcra:
 
     def reset(self) -> None:
         """Nothing to do: redis-py drops a connection whose command was cancelled."""
+
+    def shard(self, call: object) -> object:
+        """One shard: redis-py's cluster client routes by itself, out of sight."""
+        return None
+
+
+@dataclass(slots=True)
+class _Health:
+    """One shard's failure state: degraded until a probe after ``retry_at`` succeeds."""
+
+    degraded: bool = False
+    retry_at: float = 0.0
+    probing: bool = False
 
 
 class RedisRateLimiter:
@@ -249,16 +272,24 @@ class RedisRateLimiter:
         )
         self._clock = clock
         self._rules: dict[str, _Rule] = {}
-        self._degraded = False
-        self._retry_redis_at = 0.0
-        self._probing = False
+        # Failure state per shard (a cluster master; one for a single server).
+        self._health: dict[object, _Health] = {}
         self._closed = False
         self._closed_retry_after = max(1, math.ceil(settings.redis_cooldown_s))
 
     @property
     def degraded(self) -> bool:
-        """Whether Redis is currently considered unavailable."""
-        return self._degraded
+        """Whether Redis (any shard of it) is currently considered unavailable."""
+        return any(h.degraded for h in self._health.values())
+
+    def _health_of(self, call: object) -> _Health:
+        shard = self._gcra.shard(call)
+        health = self._health.get(shard)
+        if health is None:
+            if len(self._health) > _MAX_SHARDS:  # shards of a map long gone
+                self._health = {k: h for k, h in self._health.items() if h.degraded}
+            health = self._health[shard] = _Health()
+        return health
 
     def _rule(self, group: str) -> _Rule:
         rule = self._rules.get(group)
@@ -302,11 +333,12 @@ class RedisRateLimiter:
         call = rule.calls.get(subject)
         if call is None:
             call = self._prepare(rule, subject)
+        health = self._health_of(call)
         probe = False
-        if self._degraded:
-            if self._probing or self._clock() < self._retry_redis_at:
+        if health.degraded:
+            if health.probing or self._clock() < health.retry_at:
                 return self._fallback(rule, subject)
-            probe = self._probing = True
+            probe = health.probing = True
         try:
             # Bounded by the backend (redis_timeout_s): never a hang.
             try:
@@ -322,13 +354,13 @@ class RedisRateLimiter:
         except Exception as e:  # any failure of the Redis call is a failure-mode decision
             if isinstance(e, TimeoutError):
                 self._gcra.reset()  # Redis may be hung: start over on a new connection
-            self._redis_failed(e)
+            self._redis_failed(e, health)
             return self._fallback(rule, subject)
         finally:
             if probe:
-                self._probing = False
-        if self._degraded:
-            self._redis_recovered()
+                health.probing = False
+        if health.degraded:
+            self._redis_recovered(health)
         return rule.decide(reset_us)
 
     def _fallback(self, rule: _Rule, subject: str) -> LimitDecision:
@@ -355,11 +387,11 @@ class RedisRateLimiter:
             _seconds_up(v.reset_us),
         )
 
-    def _redis_failed(self, exc: BaseException) -> None:
+    def _redis_failed(self, exc: BaseException, health: _Health) -> None:
         self.metrics.redis_errors.labels(_error_kind(exc)).inc()
-        self._retry_redis_at = self._clock() + self.settings.redis_cooldown_s
-        if not self._degraded:
-            self._degraded = True
+        health.retry_at = self._clock() + self.settings.redis_cooldown_s
+        if not health.degraded:
+            health.degraded = True
             self.metrics.degraded.set(1)
             modes = {n: p.failure_mode.value for n, p in self.settings.policies.items()}
             log.warning(
@@ -369,9 +401,9 @@ class RedisRateLimiter:
                 modes,
             )
 
-    def _redis_recovered(self) -> None:
-        self._degraded = False
-        self.metrics.degraded.set(0)
+    def _redis_recovered(self, health: _Health) -> None:
+        health.degraded = False
+        self.metrics.degraded.set(int(self.degraded))
         log.warning("rate limiter: Redis is back; limits are enforced in Redis again")
 
 

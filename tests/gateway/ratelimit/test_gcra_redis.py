@@ -159,6 +159,9 @@ class TestClusterSafety:
             def reset(self) -> None:
                 real.reset()
 
+            def shard(self, call: tuple[str, object]) -> object:
+                return real.shard(call[1])
+
         lim._gcra = Recording()
         for group in ["browse", "queue", "auth", "ticketing-write", "nope"]:
             for subject in ["user:abc", "ip:203.0.113.5", "ip:2001:db8::1", "ip:{evil}"]:
