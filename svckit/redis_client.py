@@ -29,7 +29,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any, Literal, cast
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.asyncio as aioredis
@@ -318,13 +318,13 @@ def make_sync_redis(options: RedisOptions, **overrides: Any) -> redis.Redis:
 
 
 def ssl_context(url: str) -> ssl.SSLContext | None:
-    """The TLS context of a ``rediss://`` URL (``ssl_cert_reqs=none`` turns verification
-    off, as in redis-py), else None."""
+    """The TLS context of a ``rediss://`` URL, else None. Reads redis-py's query options:
+    ``ssl_ca_certs=<file>`` (the CA to trust) and ``ssl_cert_reqs=none`` (no verification)."""
     if not url.startswith("rediss://"):
         return None
-    ctx = ssl.create_default_context()
-    query = urlsplit(url).query
-    if "ssl_cert_reqs=none" in query.lower():
+    query = dict(parse_qsl(urlsplit(url).query))
+    ctx = ssl.create_default_context(cafile=query.get("ssl_ca_certs"))
+    if query.get("ssl_cert_reqs", "").lower() == "none":
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
     return ctx
