@@ -129,6 +129,33 @@ class BoxofficeSyncRedisCluster(redis.cluster.RedisCluster):
     ERRORS_ALLOW_RETRY = (ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
 
 
+class SentinelMaster(aioredis.Redis):
+    """The master's client from a Sentinel; closing it closes the Sentinel connections
+    too (redis-py leaves them open)."""
+
+    sentinel: Any = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        """Close the master's pool and the Sentinel clients."""
+        await super().aclose(close_connection_pool)
+        if self.sentinel is not None:
+            for client in self.sentinel.sentinels:
+                await client.aclose()
+
+
+class SyncSentinelMaster(redis.Redis):
+    """:class:`SentinelMaster` for synchronous callers."""
+
+    sentinel: Any = None
+
+    def close(self) -> None:
+        """Close the master's pool and the Sentinel clients."""
+        super().close()
+        if self.sentinel is not None:
+            for client in self.sentinel.sentinels:
+                client.close()
+
+
 @dataclass(frozen=True)
 class SentinelTarget:
     """A parsed ``redis+sentinel://`` URL."""
@@ -138,6 +165,13 @@ class SentinelTarget:
     db: int
     password: str | None
     username: str | None
+
+    def sentinel_kwargs(self, timeout_s: float) -> dict[str, Any]:
+        """The arguments of ``Sentinel`` (the Sentinels' own password, if any)."""
+        return {
+            "sentinel_kwargs": {"password": self.password} if self.password else None,
+            "socket_timeout": timeout_s,
+        }
 
     def master_kwargs(self) -> dict[str, Any]:
         """The arguments of ``Sentinel.master_for`` naming the master."""
@@ -278,15 +312,10 @@ def make_async_redis(options: RedisOptions, **overrides: Any) -> aioredis.Redis:
     if options.mode == "sentinel":
         from redis.asyncio.sentinel import Sentinel
 
-        target = parse_sentinel_url(options.url)
-        sentinel = Sentinel(
-            target.sentinels,
-            sentinel_kwargs={"password": target.password} if target.password else None,
-            socket_timeout=options.timeout_s,
+        master: SentinelMaster = _sentinel_master(
+            options, Sentinel, SentinelMaster, AsyncRetry(NoBackoff(), 0), kw
         )
-        return sentinel.master_for(  # type: ignore[no-any-return]
-            **target.master_kwargs(), retry=AsyncRetry(NoBackoff(), 0), **kw
-        )
+        return master
     pool = aioredis.BlockingConnectionPool.from_url(
         options.url,
         max_connections=max_connections,
@@ -295,6 +324,19 @@ def make_async_redis(options: RedisOptions, **overrides: Any) -> aioredis.Redis:
         **kw,
     )
     return aioredis.Redis.from_pool(pool)  # owns the pool: aclose() disconnects it
+
+
+def _sentinel_master(
+    options: RedisOptions, sentinel_class: Any, master_class: Any, retry: Any, kw: dict[str, Any]
+) -> Any:
+    # The master's client from a Sentinel manager, which the client then closes.
+    target = parse_sentinel_url(options.url)
+    sentinel = sentinel_class(target.sentinels, **target.sentinel_kwargs(options.timeout_s))
+    master = sentinel.master_for(
+        **target.master_kwargs(), redis_class=master_class, retry=retry, **kw
+    )
+    master.sentinel = sentinel
+    return master
 
 
 def make_sync_redis(options: RedisOptions, **overrides: Any) -> redis.Redis:
@@ -307,13 +349,12 @@ def make_sync_redis(options: RedisOptions, **overrides: Any) -> redis.Redis:
             **kw,
         )
     if options.mode == "sentinel":
-        from redis.sentinel import Sentinel
+        from redis.sentinel import Sentinel as SyncSentinel
 
-        target = parse_sentinel_url(options.url)
-        sentinel = Sentinel(target.sentinels, socket_timeout=options.timeout_s)
-        return sentinel.master_for(  # type: ignore[no-any-return]
-            **target.master_kwargs(), retry=Retry(NoBackoff(), 0), **kw
+        sync_master: SyncSentinelMaster = _sentinel_master(
+            options, SyncSentinel, SyncSentinelMaster, Retry(NoBackoff(), 0), kw
         )
+        return sync_master
     return redis.Redis.from_url(options.url, retry=Retry(NoBackoff(), 0), **kw)
 
 
