@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import redis.asyncio as aioredis
 from fastapi import FastAPI, Request
 from starlette.types import Receive, Scope, Send
 
@@ -43,6 +42,7 @@ from svckit.errors import add_exception_handlers
 from svckit.gc_tuning import freeze_startup_heap
 from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck, ops_router
+from svckit.redis_client import make_async_redis, ping_all, resolve
 
 log = logging.getLogger("boxoffice.gateway")
 
@@ -74,7 +74,14 @@ class GatewayApp(FastAPI):
 
 def _readiness_checks(settings: Settings) -> dict[str, ReadinessCheck]:
     async def redis_ready(request: Request) -> None:
-        await request.app.state.redis.ping()
+        # Not only PING: the limiter and the admission loop must be getting answers too.
+        await ping_all(request.app.state.redis)
+        limiter = request.app.state.rate_limiter
+        if limiter is not None and limiter.degraded:
+            raise RuntimeError("rate limiter: Redis unavailable, using failure modes")
+        queue = getattr(request.app.state, "queue", None)
+        if queue is not None and queue.loop.failing:
+            raise RuntimeError(f"queue admission: {queue.loop.failing}")
 
     checks: dict[str, ReadinessCheck] = {"redis": redis_ready}
 
@@ -109,10 +116,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        redis = aioredis.Redis.from_url(
-            settings.require_redis_url(),
-            socket_timeout=settings.redis_socket_timeout_s,
-            socket_connect_timeout=settings.redis_socket_timeout_s,
+        redis = make_async_redis(
+            resolve(
+                settings.require_redis_url(),
+                mode=settings.redis_mode,
+                timeout_s=settings.redis_socket_timeout_s,
+            )
         )
         if transport is not None:
             shared_transport = transport
@@ -137,6 +146,7 @@ def create_app(
             limiter = await start_rate_limiter(
                 settings=settings.rate_limit,
                 redis_url=settings.require_redis_url(),
+                redis_mode=settings.redis_mode,
                 registry=metrics.registry,
             )
         app.state.rate_limiter = limiter

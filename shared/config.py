@@ -35,6 +35,8 @@ class CommonSettings(BaseSettings):
     # Unset means "embedded default": the dev supervisor fills these in for its children.
     database_url: str | None = None
     redis_url: str | None = None
+    # standalone | cluster | sentinel; unset: asked of the server (svckit/redis_client.py).
+    redis_mode: Literal["standalone", "cluster", "sentinel"] | None = None
     data_dir: str = "data"
 
     # The defaults are public: ``boxoffice serve`` refuses them (and any secret shorter than

@@ -36,6 +36,14 @@ def events_stream(session_id: int) -> str:
     return session_key(session_id, "events")
 
 
+def stream_session(stream: str) -> int:
+    """The session id of an :func:`events_stream` key."""
+    prefix = f"{PREFIX}:{{s:"
+    if not stream.startswith(prefix) or not stream.endswith("}:events"):
+        raise ValueError(f"not an event stream: {stream!r}")
+    return int(stream[len(prefix) : -len("}:events")])
+
+
 # --- ticket_server -----------------------------------------------------------------------
 
 

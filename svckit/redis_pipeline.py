@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
+import ssl
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from typing import Any, cast
 import hiredis
 import redis.exceptions
 from redis.asyncio.connection import parse_url
+from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
@@ -40,9 +43,17 @@ class RedisTimeout(redis.exceptions.TimeoutError, TimeoutError):
     handlers written for redis-py catch it) and the built-in one."""
 
 
+log = logging.getLogger("boxoffice.redis")
+
+
 def supports(url: str) -> bool:
     """Whether :class:`PipelinedRedis` can talk to ``url``."""
-    return url.startswith("redis://")
+    return url.startswith(("redis://", "rediss://"))
+
+
+def slot_of(key: bytes | str) -> int:
+    """The cluster slot of ``key`` (its hash tag's, if any)."""
+    return int(key_slot(key if isinstance(key, bytes) else key.encode()))
 
 
 def bulk(*args: bytes | str | int) -> bytes:
@@ -206,14 +217,22 @@ class PipelinedRedis:
         timeout_s: float,
         window_s: float = 0.0,
         decode_responses: bool = False,
+        address: tuple[str, int] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         """``decode_responses``: strings in replies as ``str`` (UTF-8), as redis-py's
-        option of that name; else ``bytes``."""
+        option of that name; else ``bytes``. ``address`` replaces the URL's host and port
+        (a cluster node; credentials still come from the URL)."""
         if not supports(url):
             raise ValueError(f"PipelinedRedis supports redis:// URLs only, not {url!r}")
         kw = parse_url(url)
-        self._host = str(kw.get("host") or "127.0.0.1")
-        self._port = int(kw.get("port") or 6379)
+        host, port = address or (kw.get("host") or "127.0.0.1", kw.get("port") or 6379)
+        self._host, self._port = str(host), int(port)
+        self._ssl = ssl_context
+        if ssl_context is None and url.startswith("rediss://"):
+            from svckit.redis_client import ssl_context as make_context
+
+            self._ssl = make_context(url)
         setup = []
         if kw.get("password") is not None:
             user = kw.get("username")
@@ -238,6 +257,7 @@ class PipelinedRedis:
                     lambda: _Protocol(loop, self._timeout_s, self._window_s, self._decode),
                     self._host,
                     self._port,
+                    ssl=self._ssl,
                 )
         except TimeoutError as e:
             raise RedisTimeout(f"no connection to Redis within {self._timeout_s}s") from e
@@ -248,6 +268,15 @@ class PipelinedRedis:
             proto.abort(RedisConnectionError("connection set-up failed"))
             raise
         return proto
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Host and port of the server."""
+        return self._host, self._port
+
+    async def connection(self) -> _Protocol:
+        """The live connection (connected first if need be)."""
+        return await self._connection()
 
     async def _connection(self) -> _Protocol:
         proto = self._proto
@@ -264,20 +293,25 @@ class PipelinedRedis:
         self._proto = proto
         return proto
 
-    def send(self, command: bytes) -> Awaitable[Any]:
+    def send(self, command: bytes, slot: int = 0) -> Awaitable[Any]:
         """:meth:`execute` without a coroutine when connected: the reply's future itself
-        (the limiter's hot path awaits it directly)."""
+        (the limiter's hot path awaits it directly). ``slot`` is for a cluster client's
+        routing; one server ignores it."""
         proto = self._proto
         if proto is not None and not proto.closed:
             return proto.send(command)
         return self.execute(command)
 
-    async def execute(self, command: bytes) -> Any:
+    async def execute(self, command: bytes, slot: int = 0) -> Any:
         """Send one encoded command (:func:`encode`) and return its reply; raises
         :class:`RedisTimeout` past the bound (connecting included), redis-py's
         ``ConnectionError`` / ``ResponseError`` / ``NoScriptError`` otherwise."""
         proto = await self._connection()
         return await proto.send(command)
+
+    def shard(self, slot: int) -> object:
+        """The server that answers ``slot``: this one (see :meth:`PipelinedCluster.shard`)."""
+        return None
 
     def reset(self) -> None:
         """Drop the connection (after a timeout: Redis may be hung); in-flight commands
@@ -294,6 +328,193 @@ class PipelinedRedis:
     async def aclose(self) -> None:
         """Close the connection."""
         self.reset()
+
+
+SLOTS = 16384
+# Redirections followed per command (a slot moves once per resharding step; more means the
+# map is flapping and the caller's failure mode should decide).
+MAX_REDIRECTS = 5
+# TRYAGAIN / CLUSTERDOWN: the command did not run; a short bounded retry.
+TRANSIENT_RETRIES = 3
+TRANSIENT_BACKOFF_S = 0.05
+_ASKING = encode("ASKING")
+_CLUSTER_SLOTS = encode("CLUSTER", "SLOTS")
+
+
+def _consume(fut: asyncio.Future[Any]) -> None:
+    # ASKING's reply is never awaited; mark its error (if any) as seen.
+    if not fut.cancelled():
+        fut.exception()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    return host, int(port)
+
+
+class PipelinedCluster:
+    """:class:`PipelinedRedis` on a Redis Cluster: a slot map (``CLUSTER SLOTS``) and one
+    auto-pipelined connection per master; each command goes to its slot's master.
+
+    ``MOVED``: the slot's new master is remembered at once, the whole map re-read in the
+    background, and the command sent again (it did not run). ``ASK`` (a slot half-way
+    through a migration): ``ASKING`` and the command, back to back on the target's
+    connection. ``TRYAGAIN`` / ``CLUSTERDOWN``: a short bounded retry. A timeout or a lost
+    connection is never retried (a script may have run): the error goes to the caller and
+    the map is re-read, so the next command finds a promoted replica.
+
+    Why not redis-py's cluster client on this path: BENCHMARKS.md, "Redis Cluster"."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        window_s: float = 0.0,
+        decode_responses: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """Any node's URL; the others are found from it."""
+        if not supports(url):
+            raise ValueError(f"PipelinedCluster supports redis:// URLs only, not {url!r}")
+        kw = parse_url(url)
+        self._seed = (str(kw.get("host") or "127.0.0.1"), int(kw.get("port") or 6379))
+        self._url = url
+        self._timeout_s = timeout_s
+        self._window_s = window_s
+        self._decode = decode_responses
+        if ssl_context is None and url.startswith("rediss://"):
+            from svckit.redis_client import ssl_context as make_context
+
+            ssl_context = make_context(url)
+        self._ssl = ssl_context
+        self._nodes: dict[tuple[str, int], PipelinedRedis] = {}
+        self._slots: list[PipelinedRedis | None] = [None] * SLOTS
+        self._refreshing: asyncio.Task[None] | None = None
+        self.redirects = 0  # MOVED / ASK followed (tests and metrics read it)
+
+    def node(self, address: tuple[str, int]) -> PipelinedRedis:
+        """The connection to the node at ``address`` (made on first use)."""
+        node = self._nodes.get(address)
+        if node is None:
+            node = self._nodes[address] = PipelinedRedis(
+                self._url,
+                timeout_s=self._timeout_s,
+                window_s=self._window_s,
+                decode_responses=self._decode,
+                address=address,
+                ssl_context=self._ssl,
+            )
+        return node
+
+    def send(self, command: bytes, slot: int = 0) -> Awaitable[Any]:
+        """:meth:`execute` (the same call shape as :meth:`PipelinedRedis.send`)."""
+        return self.execute(command, slot)
+
+    async def execute(self, command: bytes, slot: int = 0) -> Any:
+        """Send one encoded command to the master of ``slot`` and return its reply."""
+        node = self._slots[slot]
+        asking = False
+        transient = 0
+        for _ in range(MAX_REDIRECTS + TRANSIENT_RETRIES + 1):
+            if node is None:
+                await self.refresh()
+                node = self._slots[slot]
+                if node is None:
+                    raise RedisConnectionError(f"no cluster node serves slot {slot}")
+            try:
+                if asking:
+                    proto = await node.connection()
+                    proto.send(_ASKING).add_done_callback(_consume)
+                    return await proto.send(command)
+                return await node.send(command)
+            except ResponseError as e:
+                if isinstance(e, NoScriptError):
+                    raise
+                msg = str(e)
+                kind = msg.split(" ", 1)[0]
+                if kind in ("MOVED", "ASK"):
+                    self.redirects += 1
+                    _, moved_slot, where = msg.split()
+                    node = self.node(_address(where))
+                    asking = kind == "ASK"
+                    if not asking:
+                        self._slots[int(moved_slot)] = node
+                        self.request_refresh()
+                    continue
+                if kind in ("TRYAGAIN", "CLUSTERDOWN") and transient < TRANSIENT_RETRIES:
+                    transient += 1
+                    await asyncio.sleep(TRANSIENT_BACKOFF_S * transient)
+                    if kind == "CLUSTERDOWN":
+                        await self.refresh()
+                        node = self._slots[slot]
+                    continue
+                raise
+            except (RedisConnectionError, redis.exceptions.TimeoutError, OSError):
+                # Not re-sent (it may have run); the map is re-read for the next command.
+                self.request_refresh()
+                raise
+        raise RedisConnectionError(f"slot {slot} kept moving; gave up after redirections")
+
+    def shard(self, slot: int) -> object:
+        """The master that answers ``slot`` now (its address; None before the map is read):
+        callers keep failure state per shard, so one master down is not an outage of all."""
+        node = self._slots[slot]
+        return None if node is None else node.address
+
+    def request_refresh(self) -> None:
+        """Re-read the slot map in the background (one read at a time)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+            self._refreshing.add_done_callback(_consume)
+
+    async def refresh(self) -> None:
+        """Re-read the slot map now (joins a read already running)."""
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.ensure_future(self._refresh())
+            self._refreshing.add_done_callback(_consume)
+        await asyncio.shield(self._refreshing)
+
+    async def _refresh(self) -> None:
+        # Known masters first, the seed last; a node that does not answer is skipped.
+        candidates = list(dict.fromkeys([*self._nodes, self._seed]))
+        last: BaseException | None = None
+        for address in candidates:
+            try:
+                reply = await self.node(address).execute(_CLUSTER_SLOTS)
+            except (redis.exceptions.RedisError, OSError) as e:
+                last = e
+                continue
+            slots: list[PipelinedRedis | None] = [None] * SLOTS
+            masters = set()
+            for start, end, master, *_ in reply:
+                host = _text(master[0]) or address[0]
+                node = self.node((host, int(master[1])))
+                masters.add(node.address)
+                slots[int(start) : int(end) + 1] = [node] * (int(end) - int(start) + 1)
+            self._slots = slots
+            for gone in [a for a in self._nodes if a not in masters and a != self._seed]:
+                self._nodes.pop(gone).reset()
+            return
+        raise RedisConnectionError(f"no cluster node answered CLUSTER SLOTS: {last}")
+
+    def reset(self) -> None:
+        """Drop every connection (after a timeout); the next commands reconnect."""
+        for node in self._nodes.values():
+            node.reset()
+
+    async def aclose(self) -> None:
+        """Close every connection."""
+        if self._refreshing is not None and not self._refreshing.done():
+            self._refreshing.cancel()
+        self.reset()
+
+
+AnyPipelined = PipelinedRedis | PipelinedCluster
 
 
 class PipelinedScript:
@@ -326,7 +547,7 @@ class PipelinedScript:
         return command[:count] + self._eval + command[count + len(self._evalsha) :]
 
     async def __call__(
-        self, client: PipelinedRedis, keys: Sequence[bytes | str], args: Sequence[object]
+        self, client: AnyPipelined, keys: Sequence[bytes | str], args: Sequence[object]
     ) -> Any:
         """Run the script; ``NOSCRIPT`` is answered by one ``EVAL``."""
         items: list[bytes | str | int] = []
@@ -337,12 +558,13 @@ class PipelinedScript:
         items.extend(keys)
         items.extend(a if isinstance(a, bytes | str | int) else str(a) for a in args)
         body = bulk(*items)
+        slot = slot_of(keys[0]) if keys else 0
         try:
-            return await client.send(self.command(body, len(items)))
+            return await client.send(self.command(body, len(items)), slot)
         except NoScriptError:
-            return await client.send(self.command(body, len(items), reload=True))
+            return await client.send(self.command(body, len(items), reload=True), slot)
 
-    def bind(self, client: PipelinedRedis) -> BoundScript:
+    def bind(self, client: AnyPipelined) -> BoundScript:
         """This script on ``client``, called like redis-py's ``AsyncScript``."""
         return BoundScript(self, client)
 
@@ -353,7 +575,7 @@ class BoundScript:
     the call shape of redis-py's ``AsyncScript``, so callers need not know which it is."""
 
     script: PipelinedScript
-    client: PipelinedRedis
+    client: AnyPipelined
 
     async def __call__(self, keys: Sequence[bytes | str] = (), args: Sequence[object] = ()) -> Any:
         """Run the script."""

@@ -1,5 +1,11 @@
 """Suite-wide fixtures: one test database (migrated once per run with Alembic, tables
-emptied after each test that used it) and one Redis DB index (flushed per test)."""
+emptied after each test that used it) and one Redis (flushed per test).
+
+Redis backends are parametrized the way alisaifee/limits parametrizes its storage tests:
+a test (or module) marked ``redis_backends`` runs once on the standalone server and once on
+a local Redis Cluster of 3 masters and 3 replicas (``tests/fixtures/redis_cluster.py``);
+the cluster runs carry the ``cluster`` mark (``-m cluster`` selects them, ``-m "not
+cluster"`` skips them). Other tests use the standalone server only."""
 
 from __future__ import annotations
 
@@ -14,7 +20,9 @@ from sqlalchemy import Engine
 
 from boxoffice.db import migrate
 from shared.db.engine import make_engine
+from svckit.redis_client import make_async_redis, make_sync_redis, resolve
 from tests.fixtures.mariadb import replica_pair  # noqa: F401  (a session fixture)
+from tests.fixtures.redis_cluster import LocalCluster, running_cluster
 from tests.fixtures.services import (
     TEST_REDIS_ENV,
     EmbeddedRedis,
@@ -59,8 +67,24 @@ def clean_db(db_engine: Engine) -> Iterator[Engine]:
     empty_tables(db_engine)
 
 
+REDIS_BACKENDS = [
+    pytest.param("standalone", id="standalone"),
+    pytest.param("cluster", id="cluster", marks=pytest.mark.cluster),
+]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run tests marked ``redis_backends`` on every Redis backend (session-scoped, so pytest
+    groups the tests of one backend together)."""
+    if metafunc.definition.get_closest_marker("redis_backends") is None:
+        return
+    if "redis_url" not in metafunc.fixturenames:  # the test does not touch the suite's Redis
+        return
+    metafunc.parametrize("redis_backend", REDIS_BACKENDS, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def standalone_redis_url() -> Iterator[str]:
     """URL of the suite's Redis DB index (``BOXOFFICE_TEST_REDIS_URL``), else an embedded
     Valkey started for this run."""
     url = os.environ.get(TEST_REDIS_ENV)
@@ -71,10 +95,34 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalCluster]:
+    """A local Redis Cluster (3 masters, 3 replicas) for the whole run, started on first
+    use. Tests that break it (kill, migrate) start their own instead."""
+    with running_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_backend(request: pytest.FixtureRequest) -> str:
+    """``standalone`` or ``cluster`` (parametrized for tests marked ``redis_backends``)."""
+    return str(getattr(request, "param", "standalone"))
+
+
+@pytest.fixture(scope="session")
+def redis_url(request: pytest.FixtureRequest, redis_backend: str) -> str:
+    """URL of the Redis the test runs on: the standalone server's DB index, or any node
+    of the local cluster (clients find the others)."""
+    if redis_backend == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        return cluster.url
+    return str(request.getfixturevalue("standalone_redis_url"))
+
+
 @pytest.fixture
 def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
-    """A synchronous client on the suite's DB index, flushed before the test."""
-    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    """A synchronous client (a cluster client on a cluster), flushed before the test."""
+    client = make_sync_redis(resolve(redis_url, timeout_s=5), decode_responses=True)
     client.flushdb()
     yield client
     client.close()
@@ -82,22 +130,32 @@ def redis_sync(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 async def redis_client(redis_sync: redis.Redis, redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    """An asyncio client on the suite's (flushed) DB index."""
-    client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    """An asyncio client on the suite's (flushed) Redis."""
+    client = make_async_redis(resolve(redis_url, timeout_s=5), decode_responses=True)
     yield client
     await client.aclose()
 
 
 _integration_passed: list[str] = []
+_cluster_passed: list[str] = []
 _replica_passed: list[str] = []
 _browser_passed: list[str] = []
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The marks of the Redis backend parametrization."""
+    config.addinivalue_line("markers", "redis_backends: run on standalone Redis and a cluster")
+    config.addinivalue_line("markers", "cluster: the Redis Cluster run of a redis_backends test")
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Count passed integration, read-replica and browser tests (CI checks that each ran)."""
+    """Count passed integration (CI checks that they ran on MariaDB), cluster, read-replica
+    and browser tests (CI checks that each ran)."""
     if report.when == "call" and report.passed:
         if "integration" in report.keywords:
             _integration_passed.append(report.nodeid)
+        if "cluster" in report.keywords:
+            _cluster_passed.append(report.nodeid)
         if "replica" in report.keywords:
             _replica_passed.append(report.nodeid)
         if "browser" in report.keywords:
@@ -119,3 +177,4 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     )
     terminalreporter.write_line(f"replica tests: {len(_replica_passed)} passed")
     terminalreporter.write_line(f"browser tests: {len(_browser_passed)} passed")
+    terminalreporter.write_line(f"cluster tests: {len(_cluster_passed)} passed")

@@ -9,17 +9,22 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.asyncio import Redis
 from sqlalchemy import Engine, text
 
 from shared.db.engine import make_engine
 from shared.verified_tokens import VerifiedTokens
 from svckit.app import install_common
 from svckit.gc_tuning import freeze_startup_heap
-from svckit.redis_pipeline import PipelinedRedis, supports
+from svckit.redis_client import (
+    REDIS_ERRORS,
+    RedisHealth,
+    RedisOptions,
+    make_async_redis,
+    make_pipelined,
+    ping_all,
+    resolve,
+)
 from ticket_server.config import Settings
 from ticket_server.dependencies import Ticketing
 from ticket_server.errors import add_storage_handlers
@@ -35,22 +40,25 @@ from ticket_server.scripts import register_scripts
 log = logging.getLogger("boxoffice.ticket_server")
 
 
-def make_redis(settings: Settings) -> Redis:
-    """A Redis client with bounded timeouts and no automatic retries.
-
-    No retries on purpose: re-sending a script whose reply was lost could apply it twice,
-    and a quick 503 (the client retries with its Idempotency-Key) beats a slow one.
-    """
-    pool = BlockingConnectionPool.from_url(
+def redis_options(settings: Settings) -> RedisOptions:
+    """How ticket_server talks to Redis: bounded timeouts, replies decoded, and the one
+    retry policy (``svckit/redis_client.py``): a script whose reply was lost is never
+    re-sent (it could apply twice); a quick 503 (the client retries with its
+    Idempotency-Key) beats a slow one."""
+    return resolve(
         settings.require_redis_url(),
+        mode=settings.redis_mode,
+        timeout_s=settings.redis_socket_timeout_s,
+        connect_timeout_s=settings.redis_connect_timeout_s,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_pool_timeout_s,
-        socket_timeout=settings.redis_socket_timeout_s,
-        socket_connect_timeout=settings.redis_connect_timeout_s,
-        retry=Retry(NoBackoff(), 0),
+        pool_timeout_s=settings.redis_pool_timeout_s,
         decode_responses=True,
     )
-    return Redis.from_pool(pool)  # the client owns the pool: aclose() disconnects it
+
+
+def make_redis(settings: Settings) -> Redis:
+    """ticket_server's redis-py client (a cluster client on a cluster)."""
+    return make_async_redis(redis_options(settings))
 
 
 async def warm_pool(redis: Redis, connections: int) -> None:
@@ -59,14 +67,16 @@ async def warm_pool(redis: Redis, connections: int) -> None:
     At on-sale time hundreds of requests arrive at once; connecting then, with the event
     loop busy parsing them, can exceed the connect timeout and turn a burst into 503s.
     """
-    pool = redis.connection_pool
+    pool = getattr(redis, "connection_pool", None)
+    if pool is None:  # a cluster client: one pool per node, filled on demand
+        return
     held = []
     try:
         for _ in range(connections):
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = await pool.get_connection()
             held.append(conn)
             await conn.connect()
-    except (RedisError, OSError) as e:  # Redis not up yet: connect lazily later
+    except REDIS_ERRORS as e:  # Redis not up yet: connect lazily later
         log.warning("redis pool warm-up skipped: %s", e)
     finally:
         for conn in held:
@@ -75,7 +85,8 @@ async def warm_pool(redis: Redis, connections: int) -> None:
 
 async def _check_redis(request: Request) -> None:
     redis: Redis = request.state.redis
-    await redis.ping()
+    await ping_all(redis)
+    request.app.state.redis_health.check()
 
 
 async def _check_database(request: Request) -> None:
@@ -94,13 +105,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
-        redis = make_redis(settings)
-        url = settings.require_redis_url()
-        pipelined = (
-            PipelinedRedis(url, timeout_s=settings.redis_socket_timeout_s, decode_responses=True)
-            if supports(url)
-            else None
-        )
+        options = redis_options(settings)
+        redis = make_async_redis(options)
+        pipelined = make_pipelined(options)
         engine = make_engine(settings.resolved_database_url())
         await warm_pool(redis, settings.redis_max_connections)
         try:
@@ -145,6 +152,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app, service="ticket_server", checks={"redis": _check_redis, "database": _check_database}
     )
     booking_metrics = BookingMetrics(service_metrics.registry)
+    app.state.redis_health = RedisHealth()
     add_storage_handlers(app)
     app.include_router(inventory_router)
     app.include_router(holds_router)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, Request
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
@@ -42,8 +42,9 @@ __all__ = [
 log = logging.getLogger("boxoffice.ticket_server")
 
 
-# What the storage raises when it does not answer (redis-py's timeouts are RedisErrors).
-STORAGE_ERRORS = (RedisError, DBAPIError)
+# What the storage raises when it does not answer (redis-py's timeouts are RedisErrors; a
+# cluster with no node for a slot raises RedisClusterException, which is not one).
+STORAGE_ERRORS = (RedisError, RedisClusterException, DBAPIError)
 
 
 def storage_unavailable(exc: Exception) -> ServiceUnavailable:
@@ -63,6 +64,11 @@ def add_storage_handlers(app: FastAPI) -> None:
         # A value the database refused is the client's error, not an outage.
         if is_data_error(exc):
             return refused_value_response(exc, request_id_of(request))
+        if not isinstance(exc, DBAPIError):
+            # Redis work failing is what /readyz reports, not only a failing PING.
+            health = getattr(request.app.state, "redis_health", None)
+            if health is not None:
+                health.failed(exc)
         return app_error_response(storage_unavailable(exc), request_id_of(request))
 
     for error in STORAGE_ERRORS:

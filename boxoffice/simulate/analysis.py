@@ -117,6 +117,7 @@ def build_report(
     top_commands: dict[str, int] | None = None,
     cpu_s: dict[str, float] | None = None,
     load_before: str | None = None,
+    redis_shards: dict[str, dict[str, float]] | None = None,
 ) -> dict[str, Any]:
     """Turn what was seen into the report's figures, invariants and goals."""
     t0 = recorder.t0
@@ -281,6 +282,8 @@ def build_report(
         "options": asdict(options),
         "target": {"gateways": target.gateway_urls, "redis": bool(target.redis_url)},
         "machine": {**machine(), "load_before": load_before},
+        # Per master of a cluster: commands during the sale and their share of all.
+        "redis_shards": redis_shards or {},
         "session": stage_info,
         "summary": summary,
         "invariants": invariants,

@@ -31,6 +31,7 @@ class SimOptions:
     replay_rate: float = 0.05  # replay the reservation request with the same Idempotency-Key
     drain_timeout_s: float = 60.0
     redis_url: str | None = None  # for INFO commandstats and stream lag (optional)
+    redis_cluster: bool = False  # started system: on a local Redis Cluster (3+3 nodes)
     admin_token: str | None = None
     seed: int = 1
     forwarded_for: bool = False  # give each user its own X-Forwarded-For address
@@ -69,6 +70,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--replay-rate", type=float, default=d.replay_rate, help="idempotent replays share")
     a("--drain-timeout", type=float, default=d.drain_timeout_s, help="wait for the worker (s)")
     a("--redis-url", default=None, help="Redis of a --url target (commandstats, stream lag)")
+    a(
+        "--redis-cluster",
+        action="store_true",
+        help="started system: run it on a local Redis Cluster (3 masters, 3 replicas)",
+    )
     a("--admin-token", default=None, help="default: BOXOFFICE_ADMIN_TOKEN / settings")
     a("--seed", type=int, default=d.seed, help="random seed")
     a("--forwarded-for", action="store_true", help="send a per-user X-Forwarded-For")
@@ -110,6 +116,7 @@ def from_args(args: argparse.Namespace) -> SimOptions:
         replay_rate=args.replay_rate,
         drain_timeout_s=args.drain_timeout,
         redis_url=args.redis_url,
+        redis_cluster=args.redis_cluster,
         admin_token=args.admin_token,
         seed=args.seed,
         forwarded_for=args.forwarded_for,

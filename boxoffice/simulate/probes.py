@@ -16,6 +16,13 @@ SAMPLE_EVERY_S = 0.5
 STOP_TIMEOUT_S = 5.0
 
 
+def shard_shares(before: dict[str, int], after: dict[str, int]) -> dict[str, dict[str, float]]:
+    """Commands each shard ran between two counts, and its share of the total."""
+    delta = {k: max(0, n - before.get(k, 0)) for k, n in after.items()}
+    total = sum(delta.values()) or 1
+    return {k: {"commands": n, "share": round(n / total, 3)} for k, n in sorted(delta.items())}
+
+
 class RedisProbe:
     """Optional look at the Redis under test: command counts and the worker group's lag.
     Counts its own commands so they can be left out of the per-request figure."""
@@ -23,25 +30,45 @@ class RedisProbe:
     def __init__(self, url: str | None) -> None:
         self.client: Any = None
         self.own_commands = 0
+        # Commands per shard (master address) at the last command_counts(), on a cluster.
+        self.per_shard: dict[str, int] = {}
         if url:
-            import redis.asyncio as aioredis
+            from svckit.redis_client import make_async_redis, resolve
 
-            self.client = aioredis.Redis.from_url(url, decode_responses=True)
+            self.client = make_async_redis(resolve(url, timeout_s=5.0), decode_responses=True)
 
     async def command_counts(self) -> dict[str, int] | None:
-        """``calls`` per command from INFO commandstats."""
+        """``calls`` per command from INFO commandstats (summed over a cluster's masters,
+        whose own totals go to :attr:`per_shard`)."""
         if self.client is None:
             return None
         try:
-            info = await self.client.info("commandstats")
+            infos = await self._commandstats()
         except Exception:  # an optional figure: a failing probe must not end the run
             return None
-        self.own_commands += 1
-        return {
-            name.removeprefix("cmdstat_"): int(v.get("calls", 0))
-            for name, v in info.items()
-            if isinstance(v, dict)
-        }
+        total: dict[str, int] = {}
+        self.per_shard = {}
+        for shard, info in infos.items():
+            self.own_commands += 1
+            calls = {
+                name.removeprefix("cmdstat_"): int(v.get("calls", 0))
+                for name, v in info.items()
+                if isinstance(v, dict)
+            }
+            self.per_shard[shard] = sum(calls.values())
+            for name, n in calls.items():
+                total[name] = total.get(name, 0) + n
+        return total
+
+    async def _commandstats(self) -> dict[str, dict[str, Any]]:
+        from redis.asyncio.cluster import RedisCluster
+
+        if not isinstance(self.client, RedisCluster):
+            return {"single": await self.client.info("commandstats")}
+        out = {}
+        for node in self.client.get_primaries():
+            out[node.name] = await self.client.info("commandstats", target_nodes=node)
+        return out
 
     async def stream_lag(self, session_id: int) -> int | None:
         """Entries of the session's stream the worker group has not yet acknowledged."""

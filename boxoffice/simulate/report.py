@@ -80,6 +80,13 @@ def print_report(report: dict[str, Any]) -> None:
     if report.get("redis_commands_top"):
         top = report["redis_commands_top"]
         console.print("Redis commands: " + ", ".join(f"{k} {v}" for k, v in top.items()))
+    if len(report.get("redis_shards", {})) > 1:
+        console.print(
+            "Redis shards (commands, share): "
+            + ", ".join(
+                f"{k} {v['commands']} ({v['share']:.0%})" for k, v in report["redis_shards"].items()
+            )
+        )
     for key, body in report.get("error_examples", {}).items():
         console.print(f"[yellow]{key}[/]: {body[:160]}")
     for line in report.get("notes", []):

@@ -20,7 +20,7 @@ from boxoffice.simulate.analysis import build_report
 from boxoffice.simulate.catalog import SetupError, create_stage
 from boxoffice.simulate.client import Recorder, SimClient, make_http_client, make_session
 from boxoffice.simulate.options import SimOptions, validate
-from boxoffice.simulate.probes import STOP_TIMEOUT_S, RedisProbe, sample_timeline
+from boxoffice.simulate.probes import STOP_TIMEOUT_S, RedisProbe, sample_timeline, shard_shares
 from boxoffice.simulate.readings import cpu_by_name, load_average
 from boxoffice.simulate.report import markdown, plot, print_report, write_json, write_people
 from boxoffice.simulate.system import LocalSystem, MissingService, Target, remote_target
@@ -91,6 +91,7 @@ async def simulate(
         )
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
         commands_before = await probe.command_counts()
+        shards_before = dict(probe.per_shard)
         cpu_before = cpu_by_name(system_pids)
         requests_before = recorder.count()
         sampler = asyncio.create_task(
@@ -118,6 +119,7 @@ async def simulate(
                 p.detail = repr(task.exception())
         ended = time.time()
         commands_after = await probe.command_counts()
+        shards = shard_shares(shards_before, probe.per_shard)
         cpu_after = cpu_by_name(system_pids)
         requests = recorder.count() - requests_before
         sampler.cancel()
@@ -166,6 +168,7 @@ async def simulate(
                 for name in cpu_after
             },
             load_before=load_before,
+            redis_shards=shards,
         )
     finally:
         gc.unfreeze()  # the run's objects become collectable again (in-process callers)

@@ -84,8 +84,10 @@ class LocalSystem:
         log_dir: Path,
         admin_token: str | None = None,
         micro_cache_s: float = 0.0,
+        redis_cluster: bool = False,
     ) -> None:
         self.gateways = gateways
+        self.redis_cluster = redis_cluster
         self.micro_cache_s = micro_cache_s
         self.log_dir = log_dir
         self.admin_token = admin_token
@@ -105,7 +107,14 @@ class LocalSystem:
         with_install_secrets(env, settings, scratch)
         if not settings.database_url:
             env["BOXOFFICE_DATABASE_URL"] = f"sqlite:///{scratch / 'boxoffice.sqlite3'}"
-        if not settings.redis_url:
+        if self.redis_cluster:
+            from boxoffice.local_cluster import LocalCluster
+
+            cluster = LocalCluster()
+            self._embedded.append(cluster)  # stopped with the rest, even if start fails
+            cluster.start()
+            env["BOXOFFICE_REDIS_URL"] = cluster.url
+        elif not settings.redis_url:
             server = start_embedded_redis(scratch)
             self._embedded.append(server)
             env["BOXOFFICE_REDIS_URL"] = server.connection_url + "/0"

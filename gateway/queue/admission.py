@@ -25,13 +25,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from pydantic import ValidationError
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ResponseError
 
 from gateway.queue.facts import SessionFactsClient
 from gateway.queue.service import TICK_S, QueueService, QueueUnavailable
 from shared import keys
 from shared.events import ReservationCompleted, parse_event
 from svckit.errors import AppError
+from svckit.redis_client import REDIS_ERRORS
 from svckit.single_flight import SingleFlight
 
 log = logging.getLogger("boxoffice.gateway.queue")
@@ -128,7 +129,7 @@ class SessionRegistry:
     async def _register(self, session_id: int) -> None:
         try:
             await self.redis.zadd(keys.queue_sessions(), {str(session_id): int(time.time() * 1000)})
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             raise QueueUnavailable(str(e)) from e
         self._registered[session_id] = time.monotonic() + REGISTRY_REFRESH_S
 
@@ -166,6 +167,8 @@ class AdmissionLoop:
         self._next_claim: dict[int, float] = {}
         self._due: dict[int, float] = {}
         self._woken: set[int] = set()
+        # The last Redis failure of a round, None once a round succeeds (for /readyz).
+        self.failing: str | None = None
 
     def wake(self, session_id: int) -> None:
         """Tick this session in the next round (a user just joined it here)."""
@@ -181,6 +184,8 @@ class AdmissionLoop:
             try:
                 if time.monotonic() >= next_refresh:
                     sessions = set(await self.registry.sessions())
+                    if not sessions:
+                        self.failing = None  # no session's tick left to fail
                     next_refresh = time.monotonic() + REGISTRY_REFRESH_S
                 sessions |= self._woken
                 self._woken.clear()
@@ -193,8 +198,9 @@ class AdmissionLoop:
                         sleep_s = min(sleep_s, wait_ms / 1000)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a bad round must not end admission on this instance
+            except Exception as e:  # a bad round must not end admission on this instance
                 log.exception("queue admission round failed")
+                self.failing = f"{type(e).__name__}: {e}"
                 sleep_s = 1.0
             await asyncio.sleep(max(sleep_s, 0.002))
 
@@ -210,9 +216,11 @@ class AdmissionLoop:
         try:
             await self.drain_events(session_id)
             result = await self.service.tick(session_id=session_id, policy=facts.policy)
-        except QueueUnavailable:
+        except QueueUnavailable as e:
             log.warning("queue tick failed for session %s", session_id)
+            self.failing = str(e)
             return 0
+        self.failing = None
         label = str(session_id)
         self.metrics.waiting.labels(label).set(result.waiting)
         self.metrics.admitted.labels(label).set(result.active)
@@ -277,7 +285,7 @@ class AdmissionLoop:
                 self._groups.discard(session_id)
                 self._next_claim.pop(session_id, None)
                 entries = await self._read_events(session_id, stream)
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             raise QueueUnavailable(str(e)) from e
         freed = 0
         done: list[object] = []
@@ -297,7 +305,7 @@ class AdmissionLoop:
         if done:
             try:
                 await self.redis.xack(stream, keys.GATEWAY_QUEUE_GROUP, *done)  # type: ignore[arg-type]
-            except (RedisError, OSError) as e:
+            except REDIS_ERRORS as e:
                 raise QueueUnavailable(str(e)) from e
         if freed:
             self.metrics.released.labels(str(session_id)).inc(freed)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import httpx
 from prometheus_client import CollectorRegistry
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 
 from gateway.queue.admission import (
     AdmissionLoop,
@@ -20,7 +20,7 @@ from gateway.queue.facts import SessionFactsClient
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.service import QueueService
 from shared.config import CommonSettings
-from svckit.redis_pipeline import PipelinedRedis, supports
+from svckit.redis_client import RedisOptions, make_async_redis, make_pipelined, resolve
 
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()
 
@@ -44,15 +44,20 @@ REDIS_MAX_CONNECTIONS = 256
 
 
 def make_queue_redis(url: str, *, timeout_s: float) -> Redis:
-    """The queue's Redis client: bounded timeouts (a dead Redis is a quick 503)."""
-    pool = BlockingConnectionPool.from_url(
-        url,
-        max_connections=REDIS_MAX_CONNECTIONS,
-        timeout=timeout_s,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=timeout_s,
+    """A client as the queue's (tests build several)."""
+    return make_async_redis(
+        resolve(url, timeout_s=timeout_s, max_connections=REDIS_MAX_CONNECTIONS)
     )
-    return Redis.from_pool(pool)  # owns the pool: aclose() disconnects it
+
+
+def queue_redis_options(settings: CommonSettings) -> RedisOptions:
+    """How the queue talks to Redis: bounded timeouts (a dead Redis is a quick 503)."""
+    return resolve(
+        settings.require_redis_url(),
+        mode=settings.redis_mode,
+        timeout_s=settings.redis_socket_timeout_s,
+        max_connections=REDIS_MAX_CONNECTIONS,
+    )
 
 
 def build_queue(
@@ -65,21 +70,15 @@ def build_queue(
     """The queue's service, facts client and admission loop (not yet started). Without
     ``redis`` the queue gets its own client, closed when the admission task ends."""
     owns_redis = redis is None
+    options = queue_redis_options(settings)
     if redis is None:
-        redis = make_queue_redis(
-            settings.require_redis_url(), timeout_s=settings.redis_socket_timeout_s
-        )
-    url = settings.require_redis_url()
+        redis = make_async_redis(options)
     service = QueueService(
         redis=redis,
         secret=settings.secret_key,
         heartbeat_timeout_s=settings.queue_heartbeat_timeout_s,
         admission_ttl_s=settings.admission_ttl_s,
-        pipelined=(
-            PipelinedRedis(url, timeout_s=settings.redis_socket_timeout_s)
-            if supports(url)
-            else None
-        ),
+        pipelined=make_pipelined(options),
     )
     facts = SessionFactsClient(
         client=api_client,

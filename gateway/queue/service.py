@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from gateway.queue.schemas import QueuePolicy, QueueStatus, QueueView, TickResult, ViewState
 from gateway.queue.scripts import HEARTBEAT_LANES, QueueScripts, pipelined, script_keys
 from shared.tokens import issue_admission_token
-from svckit.redis_pipeline import PipelinedRedis
+from svckit.redis_client import REDIS_ERRORS
+from svckit.redis_pipeline import AnyPipelined
 
 # How far one admission step may go: admissions, expired admissions, swept waiters.
 MAX_ADMIT_PER_TICK = 100
@@ -99,7 +99,7 @@ class QueueService:
         secret: str,
         heartbeat_timeout_s: float,
         admission_ttl_s: int,
-        pipelined: PipelinedRedis | None = None,
+        pipelined: AnyPipelined | None = None,
     ) -> None:
         self.redis = redis
         # The scripts go through the auto-pipelined client when there is one: redis-py's
@@ -119,7 +119,7 @@ class QueueService:
             return await getattr(self.scripts, script)(
                 keys=list(script_keys(session_id)), args=args
             )
-        except (RedisError, OSError, TimeoutError) as e:
+        except REDIS_ERRORS as e:  # TimeoutError is an OSError
             raise QueueUnavailable(f"{type(e).__name__}: {e}") from e
 
     async def join(self, *, session_id: int, user_id: str) -> QueueView:

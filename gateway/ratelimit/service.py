@@ -18,11 +18,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway.ratelimit import metrics as m
@@ -31,7 +29,14 @@ from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
 from shared import keys
-from svckit.redis_pipeline import PipelinedRedis, PipelinedScript, bulk, supports
+from svckit.redis_client import (
+    RedisMode,
+    RedisOptions,
+    make_async_redis,
+    make_pipelined,
+    resolve,
+)
+from svckit.redis_pipeline import AnyPipelined, PipelinedScript, bulk, slot_of
 
 log = logging.getLogger("boxoffice.gateway.ratelimit")
 
@@ -77,6 +82,7 @@ def _verdict(
 
 # Bounds of the per-policy caches below; a full cache is emptied and fills again.
 _MAX_CALLS = 8192  # subjects with their script call prepared
+_MAX_SHARDS = 64  # failure states kept (masters come and go with failovers)
 _MAX_VERDICTS = 4096  # distinct (remaining or retry, reset) pairs
 
 
@@ -168,6 +174,12 @@ class GcraCall(Protocol):
 
     def reset(self) -> None: ...
 
+    def shard(self, call: Any) -> object:
+        """Which Redis server answers ``call`` (one per cluster master): failures are
+        tracked per shard, so one master down does not send every subject to the failure
+        modes."""
+        ...
+
 
 class PipelinedGcra:
     """``EVALSHA`` on the auto-pipelined client; ``EVAL`` for :meth:`reload`.
@@ -176,22 +188,25 @@ class PipelinedGcra:
     function returning the reply's future, not a coroutine: on the hot path the request
     awaits the future itself (hiredis already gives the integer)."""
 
-    def __init__(self, client: PipelinedRedis) -> None:
+    def __init__(self, client: AnyPipelined) -> None:
         self._client = client
         self._script = PipelinedScript(scripts.source("gcra"), 1)
 
-    def prepare(self, key: str, interval_us: int, burst: int) -> bytes:
-        """The ``EVALSHA`` command for these arguments."""
-        return self._script.command(bulk(key, interval_us, burst), 3)
+    def prepare(self, key: str, interval_us: int, burst: int) -> tuple[bytes, int]:
+        """The ``EVALSHA`` command for these arguments, and its key's cluster slot."""
+        return self._script.command(bulk(key, interval_us, burst), 3), slot_of(key)
 
-    def __call__(self, call: bytes) -> Awaitable[int]:
-        return self._client.send(call)
+    def __call__(self, call: tuple[bytes, int]) -> Awaitable[int]:
+        return self._client.send(*call)
 
-    def reload(self, call: bytes) -> Awaitable[int]:
-        return self._client.send(self._script.as_eval(call))
+    def reload(self, call: tuple[bytes, int]) -> Awaitable[int]:
+        return self._client.send(self._script.as_eval(call[0]), call[1])
 
     def reset(self) -> None:
         self._client.reset()
+
+    def shard(self, call: tuple[bytes, int]) -> object:
+        return self._client.shard(call[1])
 
 
 class RedisPyGcra:
@@ -216,6 +231,19 @@ class RedisPyGcra:
     def reset(self) -> None:
         """Nothing to do: redis-py drops a connection whose command was cancelled."""
 
+    def shard(self, call: object) -> object:
+        """One shard: redis-py's cluster client routes by itself, out of sight."""
+        return None
+
+
+@dataclass(slots=True)
+class _Health:
+    """One shard's failure state: degraded until a probe after ``retry_at`` succeeds."""
+
+    degraded: bool = False
+    retry_at: float = 0.0
+    probing: bool = False
+
 
 class RedisRateLimiter:
     """``hit(group, subject)`` for the gateway's front layer (``RateLimiter`` protocol)."""
@@ -229,7 +257,7 @@ class RedisRateLimiter:
         instances: InstanceTracker | None = None,
         clock: Callable[[], float] = time.monotonic,
         owns_redis: Redis | None = None,
-        pipelined: PipelinedRedis | None = None,
+        pipelined: AnyPipelined | None = None,
     ) -> None:
         self.settings = settings
         self._owned_redis = owns_redis
@@ -244,16 +272,24 @@ class RedisRateLimiter:
         )
         self._clock = clock
         self._rules: dict[str, _Rule] = {}
-        self._degraded = False
-        self._retry_redis_at = 0.0
-        self._probing = False
+        # Failure state per shard (a cluster master; one for a single server).
+        self._health: dict[object, _Health] = {}
         self._closed = False
         self._closed_retry_after = max(1, math.ceil(settings.redis_cooldown_s))
 
     @property
     def degraded(self) -> bool:
-        """Whether Redis is currently considered unavailable."""
-        return self._degraded
+        """Whether Redis (any shard of it) is currently considered unavailable."""
+        return any(h.degraded for h in self._health.values())
+
+    def _health_of(self, call: object) -> _Health:
+        shard = self._gcra.shard(call)
+        health = self._health.get(shard)
+        if health is None:
+            if len(self._health) > _MAX_SHARDS:  # shards of a map long gone
+                self._health = {k: h for k, h in self._health.items() if h.degraded}
+            health = self._health[shard] = _Health()
+        return health
 
     def _rule(self, group: str) -> _Rule:
         rule = self._rules.get(group)
@@ -297,27 +333,34 @@ class RedisRateLimiter:
         call = rule.calls.get(subject)
         if call is None:
             call = self._prepare(rule, subject)
+        health = self._health_of(call)
         probe = False
-        if self._degraded:
-            if self._probing or self._clock() < self._retry_redis_at:
+        if health.degraded:
+            if health.probing or self._clock() < health.retry_at:
                 return self._fallback(rule, subject)
-            probe = self._probing = True
+            probe = health.probing = True
         try:
             # Bounded by the backend (redis_timeout_s): never a hang.
             try:
                 reset_us = await self._gcra(call)
             except NoScriptError:
                 reset_us = await self._gcra.reload(call)
+        except ResponseError as e:
+            # Redis answered (a script error, a wrong key type, OOM): this call falls back,
+            # but Redis is not down, so nobody else is sent to the failure modes.
+            self.metrics.redis_errors.labels("error").inc()
+            log.warning("rate limiter: Redis answered an error: %s", e)
+            return self._fallback(rule, subject)
         except Exception as e:  # any failure of the Redis call is a failure-mode decision
             if isinstance(e, TimeoutError):
                 self._gcra.reset()  # Redis may be hung: start over on a new connection
-            self._redis_failed(e)
+            self._redis_failed(e, health)
             return self._fallback(rule, subject)
         finally:
             if probe:
-                self._probing = False
-        if self._degraded:
-            self._redis_recovered()
+                health.probing = False
+        if health.degraded:
+            self._redis_recovered(health)
         return rule.decide(reset_us)
 
     def _fallback(self, rule: _Rule, subject: str) -> LimitDecision:
@@ -344,11 +387,11 @@ class RedisRateLimiter:
             _seconds_up(v.reset_us),
         )
 
-    def _redis_failed(self, exc: BaseException) -> None:
+    def _redis_failed(self, exc: BaseException, health: _Health) -> None:
         self.metrics.redis_errors.labels(_error_kind(exc)).inc()
-        self._retry_redis_at = self._clock() + self.settings.redis_cooldown_s
-        if not self._degraded:
-            self._degraded = True
+        health.retry_at = self._clock() + self.settings.redis_cooldown_s
+        if not health.degraded:
+            health.degraded = True
             self.metrics.degraded.set(1)
             modes = {n: p.failure_mode.value for n, p in self.settings.policies.items()}
             log.warning(
@@ -358,29 +401,27 @@ class RedisRateLimiter:
                 modes,
             )
 
-    def _redis_recovered(self) -> None:
-        self._degraded = False
-        self.metrics.degraded.set(0)
+    def _redis_recovered(self, health: _Health) -> None:
+        health.degraded = False
+        self.metrics.degraded.set(int(self.degraded))
         log.warning("rate limiter: Redis is back; limits are enforced in Redis again")
 
 
-def make_redis(url: str, settings: RateLimitSettings) -> Redis:
-    """The limiter's own Redis client, tuned for a hot path with a fallback.
+def make_redis(url: str, settings: RateLimitSettings, mode: RedisMode | None = None) -> Redis:
+    """The limiter's own Redis client (``svckit/redis_client.py``), with the limiter's
+    budget: ``redis_timeout_s`` for pool wait, connect and read (the failure mode is the
+    retry), and a blocking pool of ``redis_max_connections`` (a full pool must wait, not
+    look like an outage)."""
+    return make_async_redis(_options(url, settings, mode))
 
-    Not the app's shared client because its defaults do not fit here: redis-py retries a
-    failed command three times with backoff of up to seconds (the failure mode *is* our
-    retry, and the budget is ``redis_timeout_s``), and its default pool raises
-    ``MaxConnectionsError`` instead of waiting once 100 commands are in flight, which under
-    load would look like a Redis outage."""
-    pool = BlockingConnectionPool.from_url(
+
+def _options(url: str, settings: RateLimitSettings, mode: RedisMode | None) -> RedisOptions:
+    return resolve(
         url,
+        mode=mode,
+        timeout_s=settings.redis_timeout_s,
         max_connections=settings.redis_max_connections,
-        timeout=settings.redis_timeout_s,
-        socket_timeout=settings.redis_timeout_s,
-        socket_connect_timeout=settings.redis_timeout_s,
-        retry=Retry(NoBackoff(), 0),
     )
-    return Redis.from_pool(pool)
 
 
 async def start_rate_limiter(
@@ -389,6 +430,7 @@ async def start_rate_limiter(
     redis_url: str | None = None,
     redis: Redis | None = None,
     registry: CollectorRegistry | None = None,
+    redis_mode: RedisMode | None = None,
 ) -> RedisRateLimiter:
     """A limiter with its instance heartbeat running, for the app's lifespan; stop it with
     ``await limiter.aclose()``.
@@ -401,7 +443,7 @@ async def start_rate_limiter(
     if redis is None:
         if redis_url is None:
             raise ValueError("start_rate_limiter needs redis_url or redis")
-        redis = owned = make_redis(redis_url, settings)
+        redis = owned = make_redis(redis_url, settings, redis_mode)
     metrics = m.RateLimitMetrics(registry)
     tracker = InstanceTracker(
         redis=redis,
@@ -416,12 +458,11 @@ async def start_rate_limiter(
         instances=tracker,
         owns_redis=owned,
         pipelined=(
-            PipelinedRedis(
-                redis_url,
-                timeout_s=settings.redis_timeout_s,
+            make_pipelined(
+                _options(redis_url, settings, redis_mode),
                 window_s=settings.redis_batch_window_ms / 1000,
             )
-            if redis_url and supports(redis_url)
+            if redis_url
             else None
         ),
     )
@@ -439,10 +480,15 @@ async def running_rate_limiter(
     redis_url: str | None = None,
     redis: Redis | None = None,
     registry: CollectorRegistry | None = None,
+    redis_mode: RedisMode | None = None,
 ) -> AsyncIterator[RedisRateLimiter]:
     """:func:`start_rate_limiter` as an async context manager."""
     limiter = await start_rate_limiter(
-        settings=settings, redis_url=redis_url, redis=redis, registry=registry
+        settings=settings,
+        redis_url=redis_url,
+        redis=redis,
+        registry=registry,
+        redis_mode=redis_mode,
     )
     try:
         yield limiter

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.ids import MAX_ID
 from shared.schemas.common import Price
 
 SeatState = Literal["available", "held", "sold"]
@@ -34,7 +35,7 @@ class HoldCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seat_ids: list[Annotated[int, Field(ge=1, le=2**53)]] = Field(min_length=1, max_length=100)
+    seat_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=100)
 
 
 class HoldRead(BaseModel):

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MISSING = missing_pieces()
 
 pytestmark = [
+    # Run on standalone Redis and on a cluster (tests/conftest.py).
+    pytest.mark.redis_backends,
     pytest.mark.e2e,
     pytest.mark.slow,
     pytest.mark.integration,

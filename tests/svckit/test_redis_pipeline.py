@@ -42,12 +42,12 @@ def test_encode_is_resp() -> None:
     assert encode("GET", b"k", 12) == b"*3\r\n$3\r\nGET\r\n$1\r\nk\r\n$2\r\n12\r\n"
 
 
-def test_supports_plain_tcp_urls_only() -> None:
+def test_supports_tcp_and_tls_urls() -> None:
     assert supports("redis://127.0.0.1:6379/4")
-    assert not supports("rediss://example:6380/0")
+    assert supports("rediss://example:6380/0")
     assert not supports("unix:///tmp/redis.sock")
     with pytest.raises(ValueError, match="redis://"):
-        PipelinedRedis("rediss://example/0", timeout_s=0.1)
+        PipelinedRedis("unix:///tmp/redis.sock", timeout_s=0.1)
 
 
 async def test_replies_stay_matched_when_a_caller_leaves(

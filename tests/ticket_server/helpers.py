@@ -61,3 +61,27 @@ def assert_problem(r: httpx.Response, status: int) -> dict[str, Any]:
     body: dict[str, Any] = r.json()
     assert body["status"] == status
     return body
+
+
+async def aio_post(
+    http: Any, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, Any]:
+    """POST JSON with an aiohttp session (the races over real HTTP); status and body."""
+    async with http.post(url, json=body, headers=headers) as r:
+        return r.status, await r.json(content_type=None)
+
+
+async def aio_hold(
+    http: Any, base: str, user: User, session_id: int, seat_ids: list[int]
+) -> tuple[int, Any]:
+    """POST a hold through aiohttp."""
+    url = f"{base}/api/ticketing/sessions/{session_id}/holds"
+    return await aio_post(http, url, {"seat_ids": seat_ids}, user.headers(session_id))
+
+
+async def aio_confirm(
+    http: Any, base: str, user: User, session_id: int, hold_id: str, key: str
+) -> tuple[int, Any]:
+    """POST a reservation (confirm a hold) through aiohttp, with its Idempotency-Key."""
+    headers = {**user.headers(session_id), "Idempotency-Key": key}
+    return await aio_post(http, f"{base}/api/ticketing/reservations", {"hold_id": hold_id}, headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +28,7 @@ def run_ticket_server(database_url: str, redis_url: str, **env_overrides: str) -
         "BOXOFFICE_LOG_LEVEL": "WARNING",
         **env_overrides,
     }
+    log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -46,14 +48,17 @@ def run_ticket_server(database_url: str, redis_url: str, **env_overrides: str) -
         ],
         env=env,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a burst of
+        # warnings (a Redis failover) would fill it and block the server on its next log line.
+        stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60  # a busy shared machine starts slowly
         while True:
             if proc.poll() is not None:
-                err = proc.stderr.read().decode() if proc.stderr else ""
+                log.seek(0)
+                err = log.read().decode(errors="replace")
                 raise RuntimeError(f"ticket_server exited with {proc.returncode}: {err[-2000:]}")
             try:
                 if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
@@ -71,5 +76,4 @@ def run_ticket_server(database_url: str, redis_url: str, **env_overrides: str) -
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
+        log.close()

@@ -10,7 +10,8 @@ from shared import keys
 from tests.ticket_server.conftest import CatalogSession, User
 from tests.ticket_server.helpers import assert_problem, book, hold, statuses
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 class TestHold:

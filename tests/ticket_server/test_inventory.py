@@ -8,11 +8,10 @@ import threading
 import time
 
 import pytest
-from redis.asyncio import Redis
 
 from shared import keys
 from shared.schemas.ticketing import SeatMap
-from svckit.redis_pipeline import PipelinedRedis
+from svckit.redis_client import make_async_redis, make_pipelined, resolve
 from tests.ticket_server.conftest import CatalogSession, User, create_session
 from tests.ticket_server.helpers import assert_problem, statuses
 from ticket_server.inventory import repository
@@ -20,7 +19,8 @@ from ticket_server.inventory.repository import SeatRow
 from ticket_server.inventory.service import SessionMeta
 from ticket_server.scripts import register_scripts
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ async def test_seat_map_script_reports_taken_seats_from_the_raw_states(
     secs, micros = redis_sync.time()
     now = secs * 1000 + micros // 1000
     redis_sync.hset(
-        "seats-under-test",
+        keys.seats(990),
         mapping={
             "1": "A",
             "2": "S:res-1",
@@ -171,13 +171,15 @@ async def test_seat_map_script_reports_taken_seats_from_the_raw_states(
             "8": "Sx",
         },
     )
-    redis = Redis.from_url(redis_url, decode_responses=True)
-    pipelined = PipelinedRedis(redis_url, timeout_s=2.0, decode_responses=True)
+    options = resolve(redis_url, timeout_s=2.0, decode_responses=True)
+    redis = make_async_redis(options)
+    pipelined = make_pipelined(options)
+    assert pipelined is not None
     try:
         scripts = register_scripts(redis, pipelined if client_kind == "pipelined" else None)
-        count, sold, held = await scripts.seat_map(keys=["seats-under-test"])
+        count, sold, held = await scripts.seat_map(keys=[keys.seats(990)])
         assert (count, sorted(sold.split(",")), held) == (8, ["2", "7"], "3")
-        assert await scripts.seat_map(keys=["no-such-seats"]) == [0, "", ""]
+        assert await scripts.seat_map(keys=[keys.seats(991)]) == [0, "", ""]
     finally:
         await pipelined.aclose()
         await redis.aclose()

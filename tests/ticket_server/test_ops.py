@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from shared import keys
 from tests.ticket_server.conftest import User
 from tests.ticket_server.helpers import book, hold
 
@@ -57,3 +58,17 @@ async def test_openapi_documents_the_contract(client):
     headers = {p["name"] for p in confirm["parameters"] if p["in"] == "header"}
     assert {"Idempotency-Key", "X-Admission-Token"} <= headers
     assert "409" in confirm["responses"]
+
+
+async def test_readiness_fails_while_redis_work_fails(client, session, redis_sync):
+    """Redis answers PING, but the booking scripts fail (here: the seat map is not a hash):
+    /readyz says so, not only a dead Redis."""
+    u = User.new()
+    sid = session.session_id
+    assert (await hold(client, u, sid, session.seat_ids[:1])).status_code == 201
+    redis_sync.delete(keys.seats(sid))
+    redis_sync.set(keys.seats(sid), "not a hash")
+    assert (await hold(client, u, sid, session.seat_ids[1:2])).status_code == 503
+    r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert "redis" in r.json()["failing"]

@@ -23,9 +23,11 @@ from sqlalchemy import Engine
 from shared import keys
 from shared.events import ReservationCompleted, parse_event
 from tests.ticket_server.conftest import User, create_session
+from tests.ticket_server.helpers import aio_confirm, aio_hold
 from tests.ticket_server.server import run_ticket_server
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.redis_backends]
 
 # The full-size race runs once; the loop repeats a CI-sized one (same shape, fewer clients)
 # 20 times, so that the whole file stays around a minute on a shared 2-core machine.
@@ -80,17 +82,12 @@ async def _client(
         n = rng.randint(1, 4)
         first = rng.randrange(0, len(seat_ids) - n + 1)
         wanted = seat_ids[first : first + n]
-        async with http.post(
-            f"{url}/api/ticketing/sessions/{session_id}/holds",
-            json={"seat_ids": wanted},
-            headers=headers,
-        ) as r:
-            out.count(r.status)
-            body = await r.json(content_type=None)
-        if r.status != 201:
+        status, body = await aio_hold(http, url, user, session_id, wanted)
+        out.count(status)
+        if status != 201:
             # 503 (overload) is an answer a real client gets and retries; the hold may
             # exist then, unknown to us, and simply expires: the invariants still hold.
-            assert r.status in (409, 422, 503), body
+            assert status in (409, 422, 503), body
             continue
         hold_id = body["hold_id"]
         if rng.random() < 0.1:  # some change their mind
@@ -101,17 +98,12 @@ async def _client(
         key = uuid.uuid4().hex
         for attempt in range(10):
             # A confirm that got 503 may have happened: the retry with the same key says.
-            async with http.post(
-                f"{url}/api/ticketing/reservations",
-                json={"hold_id": hold_id},
-                headers={**headers, "Idempotency-Key": key},
-            ) as r:
-                out.count(r.status)
-                body = await r.json(content_type=None)
-            if r.status != 503:
+            status, body = await aio_confirm(http, url, user, session_id, hold_id, key)
+            out.count(status)
+            if status != 503:
                 break
             await asyncio.sleep(0.05 * (attempt + 1))
-        assert r.status == 201, body
+        assert status == 201, body
         assert body["seat_ids"] == wanted
         out.confirmed.append(body)
         return

@@ -13,7 +13,8 @@ from shared.events import ReservationCancelled, ReservationCompleted, parse_even
 from tests.ticket_server.conftest import CatalogSession, User, create_session
 from tests.ticket_server.helpers import assert_problem, book, hold, reserve, statuses
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 def _events(redis_sync, session_id: int) -> list[dict[str, str]]:

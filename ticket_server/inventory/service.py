@@ -36,7 +36,11 @@ from ticket_server.scripts import ScriptCall
 
 log = logging.getLogger("boxoffice.ticket_server")
 
-_LOCK_TTL_MS = 30_000
+# The load lock outlives the load by this much. The load itself gives up at its deadline
+# (load_wait_s), so a lock whose holder could not release it (its Redis master failed over
+# mid-load) blocks the session only that long, not for a fixed half minute; a second load
+# after an expired lock is harmless (HSETNX never overwrites live state).
+_LOCK_MARGIN_MS = 1_000
 _POLL_S = 0.01
 _MAX_POLL_S = 0.2
 
@@ -138,7 +142,8 @@ class Inventory:
         while True:
             if await self._redis.exists(info):
                 return
-            if await self._redis.set(lock, token, nx=True, px=_LOCK_TTL_MS):
+            lock_ms = int(self._load_wait_s * 1000) + _LOCK_MARGIN_MS
+            if await self._redis.set(lock, token, nx=True, px=lock_ms):
                 try:
                     if await self._redis.exists(info):  # loaded between our two checks
                         return

@@ -6,7 +6,10 @@ has replicas, a confirm therefore answers 201 only once at least one replica hol
 (``WAIT 1 <timeout>``). ``WAIT`` covers the writes made on its own connection, and the
 confirm script may have run on another one (the auto-pipelined client); so a small write
 in the session's slot (the fence) goes first on the ``WAIT``'s connection: it replicates
-after the confirm, and a replica that acknowledged it has the confirm too.
+after the confirm, and a replica that acknowledged it has the confirm too. On a cluster the
+fence and the ``WAIT`` go, on one connection, to the master of the session's slot (a
+cluster client would send a keyless ``WAIT`` to every master), and the replica count is
+that master's.
 
 When the bound passes the confirm has happened on the master but may not survive a
 failover: the answer is a 503 ``replication-timeout`` problem. A retry with the same
@@ -18,8 +21,10 @@ same reservation id (derived from the hold), so one key never yields two reserva
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
 
 from shared import keys
 from svckit.errors import ServiceUnavailable
@@ -44,31 +49,54 @@ class ReplicaWait:
         """``timeout_ms`` 0 never waits (a deliberate choice for a setup without replicas)."""
         self._redis = redis
         self.timeout_ms = timeout_ms
-        self._replicas = 0
-        self._checked_at = float("-inf")
-        self._checking: SingleFlight[None, int] = SingleFlight()
+        # Per master (its name on a cluster, "" for the one master): replicas, checked at.
+        self._replicas: dict[str, tuple[int, float]] = {}
+        self._checking: SingleFlight[str, int] = SingleFlight()
 
-    async def replicas(self) -> int:
+    async def replicas(self, node: ClusterNode | None = None) -> int:
         """Replicas connected to the master (``INFO replication``), cached briefly."""
-        if time.monotonic() - self._checked_at < REPLICAS_REFRESH_S:
-            return self._replicas
-        return await self._checking.run(None, self._check)
+        name = node.name if node is not None else ""
+        count, checked_at = self._replicas.get(name, (0, float("-inf")))
+        if time.monotonic() - checked_at < REPLICAS_REFRESH_S:
+            return count
 
-    async def _check(self, _: None) -> int:
-        info = await self._redis.info("replication")
-        self._replicas = int(info.get("connected_slaves", 0))
-        self._checked_at = time.monotonic()
-        return self._replicas
+        async def check(_: str) -> int:
+            info: Any = await (
+                node.execute_command("INFO", "replication")
+                if node is not None
+                else self._redis.info("replication")
+            )
+            self._replicas[name] = (int(info.get("connected_slaves", 0)), time.monotonic())
+            return self._replicas[name][0]
+
+        return await self._checking.run(name, check)
 
     async def acknowledged(self, session_id: int) -> None:
         """Return once a replica holds every write made so far in the session's slot;
         raise :class:`ReplicationTimeout` when none did within the bound."""
-        if self.timeout_ms <= 0 or await self.replicas() == 0:
+        if self.timeout_ms <= 0:
             return
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.set(keys.replication_fence(session_id), "1", px=_FENCE_TTL_MS)
-            pipe.wait(1, self.timeout_ms)
-            _, acked = await pipe.execute()
+        fence = keys.replication_fence(session_id)
+        if isinstance(self._redis, RedisCluster):
+            node = self._redis.get_node_from_key(fence)
+            if await self.replicas(node) == 0:
+                return
+            commands = [
+                PipelineCommand(0, "SET", fence, "1", "PX", _FENCE_TTL_MS),
+                PipelineCommand(1, "WAIT", 1, self.timeout_ms),
+            ]
+            await node.execute_pipeline(commands)
+            for command in commands:
+                if isinstance(command.result, Exception):
+                    raise command.result  # e.g. MOVED: the caller's 503, then a keyed retry
+            acked: Any = commands[1].result
+        else:
+            if await self.replicas() == 0:
+                return
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.set(fence, "1", px=_FENCE_TTL_MS)
+                pipe.wait(1, self.timeout_ms)
+                _, acked = await pipe.execute()
         if int(acked) < 1:
             raise ReplicationTimeout(
                 "The reservation is not yet held by a replica, so it might not survive a "

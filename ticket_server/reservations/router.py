@@ -103,6 +103,7 @@ async def list_my_reservations(user: CurrentUser, ctx: TicketingDep) -> Items[Re
 async def cancel_reservation(reservation_id: str, user: CurrentUser, ctx: TicketingDep) -> Response:
     """Cancel one's own reservation: seats available again, ranking entry removed."""
     await service.cancel(
+        redis=ctx.redis,
         scripts=ctx.scripts,
         metrics=ctx.metrics,
         reservation_id=reservation_id,

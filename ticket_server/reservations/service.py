@@ -82,7 +82,10 @@ async def confirm(
         pipe.get(claim)
         # Write-ahead index for /me/reservations: present before any reservation can be.
         pipe.sadd(keys.user_sessions(user.user_id), str(session_id))
-        _, claimed, _ = await pipe.execute()
+        # The stream registered before its event: the worker drops finished sessions from
+        # the registry, and must find this one again.
+        pipe.sadd(keys.EVENT_STREAMS, str(session_id))
+        _, claimed, _, _ = await pipe.execute()
     if claimed is not None and claimed != fingerprint:
         metrics.confirmations.labels("key_reused").inc()
         raise _key_reused()
@@ -185,13 +188,15 @@ async def list_reservations(*, redis: Redis, user_id: str) -> list[ReservationRe
 
 
 async def cancel(
-    *, scripts: Scripts, metrics: BookingMetrics, reservation_id: str, user_id: str
+    *, redis: Redis, scripts: Scripts, metrics: BookingMetrics, reservation_id: str, user_id: str
 ) -> None:
     """Cancel the user's reservation (idempotent; 404 when it is not the user's)."""
     session_id = reservation_session(reservation_id)
     if session_id is None:
         metrics.cancellations.labels("not_found").inc()
         raise NotFound("No such reservation.")
+    # Registered before the event, as in confirm (a cancel may come long after the sale).
+    await redis.sadd(keys.EVENT_STREAMS, str(session_id))
     result = await scripts.cancel(
         keys=[
             keys.seats(session_id),

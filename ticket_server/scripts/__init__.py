@@ -16,7 +16,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from svckit.redis_pipeline import PipelinedRedis, PipelinedScript
+from svckit.redis_pipeline import AnyPipelined, PipelinedScript
 
 # ``await script(keys=[...], args=[...])``: redis-py's AsyncScript or a BoundScript.
 ScriptCall = Callable[..., Awaitable[Any]]
@@ -37,7 +37,7 @@ class Scripts:
     seat_map: ScriptCall
 
 
-def register_scripts(redis: Redis, pipelined: PipelinedRedis | None = None) -> Scripts:
+def register_scripts(redis: Redis, pipelined: AnyPipelined | None = None) -> Scripts:
     """Every script on ``pipelined`` if given, else registered on ``redis`` (no round trip
     either way: loading happens on first use)."""
     names = ("hold", "release", "confirm", "cancel", "seat_map")

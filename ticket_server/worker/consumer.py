@@ -34,11 +34,13 @@ from typing import Any, cast
 import orjson
 import redis
 from pydantic import ValidationError
+from redis.cluster import RedisCluster
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shared import keys
 from shared.events import ReservationCompleted, parse_event
+from svckit.redis_client import REDIS_ERRORS
 from ticket_server.worker.apply import BatchConflict, Event, apply_batch, find_taken, is_transient
 from ticket_server.worker.metrics import WorkerMetrics
 
@@ -50,6 +52,10 @@ _CONFLICT_RETRY_S = 0.05
 _REMEMBERED_REFUSALS = 10_000
 
 log = logging.getLogger(__name__)
+
+
+# On a cluster the worker polls (see Worker._read_each): the longest an event then waits.
+CLUSTER_POLL_S = 0.05
 
 
 def default_consumer_name() -> str:
@@ -151,7 +157,9 @@ class Worker:
                 attempt = 0
             except StopRequested:
                 break
-            except redis.RedisError as e:
+            except REDIS_ERRORS as e:
+                # A cluster client also raises RedisClusterException (not a RedisError),
+                # e.g. while no node serves a slot: waited out like any outage.
                 if isinstance(e, redis.ResponseError) and stream_vanished(e):
                     # A stream (and its group) vanished, e.g. deleted, or a Redis without
                     # persistence restarted, failed over to a stale replica or was flushed:
@@ -183,6 +191,7 @@ class Worker:
             self._next_claim = now + max(0.05, self.opts.claim_idle_ms / 2000)
         if now >= self._next_forget:
             self.forget_idle_consumers()
+            self.forget_finished_streams()
             self._next_forget = now + max(1.0, self.opts.forget_idle_ms / 10_000)
         if self.stopping:
             return handled
@@ -219,6 +228,8 @@ class Worker:
         if not self.streams:
             self._stop.wait(self.opts.block_ms / 1000)
             return []
+        if isinstance(self.redis, RedisCluster):
+            return self._read_each()
         reply: Any = self.redis.xreadgroup(
             self.opts.group,
             self.opts.consumer,
@@ -230,6 +241,47 @@ class Worker:
         for stream, items in reply or []:
             entries.extend(Entry(stream, eid, fields) for eid, fields in items)
         return entries
+
+    def _read_each(self) -> list[Entry]:
+        # On a cluster the streams live on different nodes, and one XREADGROUP naming them
+        # all is refused (CROSSSLOT): one non-blocking read per stream, pipelined (the
+        # cluster pipeline writes each node's reads at once); nothing new: wait a moment.
+        pipe = self.redis.pipeline(transaction=False)
+        streams = sorted(self.streams)
+        for stream in streams:
+            pipe.xreadgroup(
+                self.opts.group, self.opts.consumer, {stream: ">"}, count=self.opts.batch_size
+            )
+        entries: list[Entry] = []
+        for reply in pipe.execute():
+            for stream, items in cast(Any, reply) or []:
+                entries.extend(Entry(stream, eid, fields) for eid, fields in items)
+        if not entries:
+            self._stop.wait(min(self.opts.block_ms / 1000, CLUSTER_POLL_S))
+        return entries
+
+    def forget_finished_streams(self) -> int:
+        """Drop from the registry the sessions whose stream is fully consumed and has had
+        nothing new for ``forget_idle_ms`` (a finished sale); returns how many. Otherwise the
+        registry only grows and every worker polls every stream ever loaded, forever.
+        ticket_server registers a session again before each event it writes (confirm,
+        cancel), so a late event is found at the next discovery."""
+        dropped = 0
+        now_ms = int(time.time() * 1000)
+        for stream in sorted(self.streams):
+            groups: Any = self.redis.xinfo_groups(stream)
+            mine = next((g for g in groups if g["name"] == self.opts.group), None)
+            # lag is None when Redis cannot tell (entries deleted): keep the stream.
+            if mine is None or int(mine["pending"]) or mine.get("lag") != 0:
+                continue
+            last_ms = int(str(mine["last-delivered-id"]).split("-", 1)[0])
+            if now_ms - last_ms < self.opts.forget_idle_ms:
+                continue
+            self.redis.srem(keys.EVENT_STREAMS, str(keys.stream_session(stream)))
+            self.streams.discard(stream)
+            dropped += 1
+            log.info("finished session dropped from the stream registry", extra={"stream": stream})
+        return dropped
 
     def forget_idle_consumers(self) -> int:
         """Delete consumers that hold no pending entries and have been idle for

@@ -11,10 +11,9 @@ import logging
 import signal
 from types import FrameType
 
-import redis
-
 from shared.db.engine import make_engine
 from svckit.logs import configure_logging
+from svckit.redis_client import REDIS_ERRORS, make_sync_redis, resolve
 from ticket_server.worker.config import WorkerSettings
 from ticket_server.worker.consumer import Worker, WorkerOptions, default_consumer_name
 from ticket_server.worker.metrics import OpsServer, WorkerMetrics
@@ -84,21 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 
     engine = make_engine(settings.resolved_database_url(), **_engine_options(settings))
     timeout = settings.redis_socket_timeout_s
-    client = redis.Redis.from_url(
+    options = resolve(
         settings.require_redis_url(),
+        mode=settings.redis_mode,
+        timeout_s=timeout,
         decode_responses=True,
-        # A blocking read must not trip the socket timeout.
-        socket_timeout=timeout + args.block_ms / 1000,
-        socket_connect_timeout=timeout,
-        health_check_interval=30,
     )
+    # A blocking read must not trip the socket timeout.
+    client = make_sync_redis(options, socket_timeout=timeout + args.block_ms / 1000)
     # The scrape-time backlog query gets its own client: it runs on the HTTP thread.
-    probe = redis.Redis.from_url(
-        settings.require_redis_url(),
-        decode_responses=True,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-    )
+    probe = make_sync_redis(options)
     metrics = WorkerMetrics()
     metrics.watch_backlog(probe)
     worker = Worker(
@@ -120,8 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     def ready() -> dict[str, str | None]:
         try:
             probe.ping()
-            redis_state = None
-        except redis.RedisError as e:
+            # Answering PING is not enough: the loop's own Redis work must succeed too.
+            redis_state = None if worker.redis_ok is not False else "last attempt failed"
+        except REDIS_ERRORS as e:
             redis_state = f"{type(e).__name__}: {e}"
         return {
             "redis": redis_state,

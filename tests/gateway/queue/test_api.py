@@ -27,7 +27,8 @@ from tests.gateway.queue.conftest import (
     user_headers,
 )
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 async def eventually(check: Callable[[], Awaitable[Any]], timeout_s: float = 5.0) -> Any:

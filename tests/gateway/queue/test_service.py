@@ -17,9 +17,10 @@ from gateway.queue.scripts import script_keys
 from gateway.queue.service import QueueService, burst_of, estimate_wait_s, member_of
 from shared import keys
 from shared.tokens import verify_admission_token
-from svckit.redis_pipeline import PipelinedRedis
+from svckit.redis_client import make_pipelined, resolve
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 SECRET = "svc-test-secret-0123456789abcdef0123456789"
 SID = 7
@@ -44,7 +45,7 @@ def make_service(
 ) -> QueueService:
     pipelined = None
     if _pipelined["url"] is not None:
-        pipelined = PipelinedRedis(_pipelined["url"], timeout_s=5.0)
+        pipelined = make_pipelined(resolve(_pipelined["url"], timeout_s=5.0))
         _pipelined["clients"].append(pipelined)
     return QueueService(
         redis=client,

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.ratelimit.policies import RateLimitSettings
 from gateway.ratelimit.service import RedisRateLimiter, make_redis
-from svckit.redis_pipeline import PipelinedRedis
+from svckit.redis_client import make_pipelined, resolve
 
 MakeLimiter = Callable[..., RedisRateLimiter]
 
@@ -26,7 +26,7 @@ async def make_limiter(
         url = url or redis_url
         client = make_redis(url, settings)
         pipelined = (
-            PipelinedRedis(url, timeout_s=settings.redis_timeout_s)
+            make_pipelined(resolve(url, timeout_s=settings.redis_timeout_s))
             if request.param == "pipelined"
             else None
         )

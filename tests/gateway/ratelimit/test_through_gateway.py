@@ -20,7 +20,8 @@ from shared.config import DEV_SECRET_KEY
 from shared.tokens import issue_access_token
 from tests.fixtures.services import EmbeddedRedis
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 API = "http://api.test"
 TICKET = "http://ticket.test"

@@ -8,6 +8,7 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from svckit.redis_client import make_sync_redis, resolve
 from tests.ticket_server.worker.support import Catalog, make_catalog
 from ticket_server.worker.consumer import Worker, WorkerOptions
 from ticket_server.worker.metrics import WorkerMetrics
@@ -27,7 +28,7 @@ def make_worker(clean_db: Engine, redis_sync: redis.Redis, redis_url: str) -> It
     clients: list[redis.Redis] = []
 
     def build(name: str = "w1", **overrides: object) -> Worker:
-        client = redis.Redis.from_url(redis_url, decode_responses=True)
+        client = make_sync_redis(resolve(redis_url, timeout_s=5), decode_responses=True)
         clients.append(client)
         opts: dict[str, object] = {
             "consumer": name,

@@ -23,7 +23,8 @@ from tests.ticket_server.worker.support import (
 )
 from ticket_server.worker.metrics import group_backlog
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 def _sample(worker_metrics: object, name: str, labels: dict[str, str] | None = None) -> float:
@@ -102,6 +103,28 @@ class TestConsume:
         assert db_state(clean_db).reservations[a.reservation_id] == ("cancelled", 1, 2)
         assert group_backlog(redis_sync).lag == 0
 
+    def test_finished_sessions_leave_the_registry_and_come_back_with_an_event(
+        self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
+    ) -> None:
+        done, busy = catalog.session_ids
+        a, b = completed(done, 1, [catalog.seats[0]]), completed(busy, 2, [catalog.seats[300]])
+        push(redis_sync, a, b)
+        w = make_worker("w", forget_idle_ms=0)
+        drain(w)
+        stuck = make_worker("stuck")  # holds b's session's next event pending
+        c = completed(busy, 3, [catalog.seats[301]])
+        push(redis_sync, c)
+        stuck.discover()
+        assert len(stuck.read()) == 1
+        assert w.forget_finished_streams() == 1  # the busy one has an entry pending
+        assert redis_sync.smembers(keys.EVENT_STREAMS) == {str(busy)}
+        assert w.streams == {keys.events_stream(busy)}
+        # A late event registers its session again first (as confirm and cancel do).
+        push(redis_sync, cancelled(a))
+        w.discover()
+        drain(w)
+        assert db_state(clean_db).reservations[a.reservation_id][0] == "cancelled"
+
     def test_dead_consumers_pending_entries_are_reclaimed(
         self, clean_db: Engine, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
     ) -> None:
@@ -111,11 +134,12 @@ class TestConsume:
         dead = make_worker("dead", batch_size=5)
         dead.discover()
         assert len(dead.read()) == 5
-        live = make_worker("live", claim_idle_ms=200)
+        # Idle long enough that the first drain cannot claim them on a slow (shared) machine.
+        live = make_worker("live", claim_idle_ms=1000)
         drain(live)
         assert len(db_state(clean_db).reservations) == 7  # the dead one's 5 are still pending
         assert group_backlog(redis_sync).pending == 5
-        time.sleep(0.25)
+        time.sleep(1.05)
         drain(live)
         assert db_state(clean_db) == expected_state(events)
         assert _sample(live.metrics, "boxoffice_worker_claimed_total") == 5

@@ -19,7 +19,8 @@ from tests.ticket_server.worker.conftest import MakeWorker, drain
 from tests.ticket_server.worker.support import db_state, dead_letters
 from ticket_server.worker.metrics import group_backlog
 
-pytestmark = pytest.mark.integration
+# Run on standalone Redis and on a cluster (tests/conftest.py).
+pytestmark = [pytest.mark.integration, pytest.mark.redis_backends]
 
 
 async def test_booked_and_cancelled_reservations_reach_the_database(
