@@ -129,7 +129,7 @@ class TestIdempotency:
         rs = await asyncio.gather(
             *(reserve(client, u, sid, hold_id, key="same") for _ in range(10))
         )
-        assert {r.status_code for r in rs} == {201}
+        assert {r.status_code for r in rs} == {201}, [r.text for r in rs]
         assert len({r.json()["reservation_id"] for r in rs}) == 1
         assert len(_events(redis_sync, sid)) == 1
 

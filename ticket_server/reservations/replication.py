@@ -24,10 +24,11 @@ import time
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.asyncio.cluster import ClusterNode, PipelineCommand, RedisCluster
+from redis.asyncio.cluster import ClusterNode, PipelineCommand
 
 from shared import keys
 from svckit.errors import ServiceUnavailable
+from svckit.redis_client import BoxofficeRedisCluster
 from svckit.single_flight import SingleFlight
 
 # How long the replica count read from INFO is trusted: replicas come and go rarely, and
@@ -61,11 +62,12 @@ class ReplicaWait:
             return count
 
         async def check(_: str) -> int:
-            info: Any = await (
-                node.execute_command("INFO", "replication")
-                if node is not None
-                else self._redis.info("replication")
-            )
+            info: Any
+            if node is not None and isinstance(self._redis, BoxofficeRedisCluster):
+                async with self._redis.turn():  # the node's pool is the client's
+                    info = await node.execute_command("INFO", "replication")
+            else:
+                info = await self._redis.info("replication")
             self._replicas[name] = (int(info.get("connected_slaves", 0)), time.monotonic())
             return self._replicas[name][0]
 
@@ -77,7 +79,8 @@ class ReplicaWait:
         if self.timeout_ms <= 0:
             return
         fence = keys.replication_fence(session_id)
-        if isinstance(self._redis, RedisCluster):
+        if isinstance(self._redis, BoxofficeRedisCluster):
+            await self._redis.initialize()  # a no-op once the slot map is known
             node = self._redis.get_node_from_key(fence)
             if await self.replicas(node) == 0:
                 return
@@ -85,7 +88,8 @@ class ReplicaWait:
                 PipelineCommand(0, "SET", fence, "1", "PX", _FENCE_TTL_MS),
                 PipelineCommand(1, "WAIT", 1, self.timeout_ms),
             ]
-            await node.execute_pipeline(commands)
+            async with self._redis.turn():  # a full pool waits, as every cluster call does
+                await node.execute_pipeline(commands)
             for command in commands:
                 if isinstance(command.result, Exception):
                     raise command.result  # e.g. MOVED: the caller's 503, then a keyed retry
