@@ -25,6 +25,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
+from redis.exceptions import AskError, MovedError, SlotNotCoveredError
 
 from shared import keys
 from svckit.errors import ServiceUnavailable
@@ -35,6 +36,8 @@ from svckit.single_flight import SingleFlight
 # one INFO per confirm would double the confirm's round trips.
 REPLICAS_REFRESH_S = 1.0
 _FENCE_TTL_MS = 60_000
+# Redirections followed for the fence (a slot moves once at a time).
+REDIRECTIONS = 3
 
 
 class ReplicationTimeout(ServiceUnavailable):
@@ -80,20 +83,9 @@ class ReplicaWait:
             return
         fence = keys.replication_fence(session_id)
         if isinstance(self._redis, BoxofficeRedisCluster):
-            await self._redis.initialize()  # a no-op once the slot map is known
-            node = self._redis.get_node_from_key(fence)
-            if await self.replicas(node) == 0:
+            acked: Any = await self._on_cluster(self._redis, fence)
+            if acked is None:
                 return
-            commands = [
-                PipelineCommand(0, "SET", fence, "1", "PX", _FENCE_TTL_MS),
-                PipelineCommand(1, "WAIT", 1, self.timeout_ms),
-            ]
-            async with self._redis.turn():  # a full pool waits, as every cluster call does
-                await node.execute_pipeline(commands)
-            for command in commands:
-                if isinstance(command.result, Exception):
-                    raise command.result  # e.g. MOVED: the caller's 503, then a keyed retry
-            acked: Any = commands[1].result
         else:
             if await self.replicas() == 0:
                 return
@@ -108,3 +100,48 @@ class ReplicaWait:
                 "if it survived, or confirms the hold afresh if it did not.",
                 retry_after=1,
             )
+
+    async def _on_cluster(self, cluster: BoxofficeRedisCluster, fence: str) -> Any:
+        """The fence and ``WAIT`` on the slot's master, following a redirection the way the
+        cluster client does (``MOVED``: patch the slot map; ``ASK``: ``ASKING`` first) so a
+        resharded slot does not fail every confirm; ``None`` when the master has no
+        replicas."""
+        await cluster.initialize()  # a no-op once the slot map is known
+        node = _master_of(cluster, fence)
+        asking = False
+        for _ in range(REDIRECTIONS):
+            if await self.replicas(node) == 0:
+                return None
+            commands = [PipelineCommand(0, "ASKING")] if asking else []
+            commands += [
+                PipelineCommand(1, "SET", fence, "1", "PX", _FENCE_TTL_MS),
+                PipelineCommand(2, "WAIT", 1, self.timeout_ms),
+            ]
+            async with cluster.turn():  # a full pool waits, as every cluster call does
+                await node.execute_pipeline(commands)
+            error = next((c.result for c in commands if isinstance(c.result, Exception)), None)
+            if error is None:
+                return commands[-1].result
+            if isinstance(error, MovedError):
+                await cluster.nodes_manager.move_slot(error)
+                node, asking = _master_of(cluster, fence), False
+            elif isinstance(error, AskError):
+                host, port = cluster.nodes_manager.remap_host_port(error.host, error.port)
+                target = cluster.nodes_manager.get_node(host=host, port=port)
+                if target is None:
+                    raise error
+                node, asking = target, True
+            else:
+                raise error  # the caller's 503; a retry with the same key is safe
+        raise ReplicationTimeout(
+            "The session's data is moving between Redis nodes; retry with the same "
+            "Idempotency-Key.",
+            retry_after=1,
+        )
+
+
+def _master_of(cluster: BoxofficeRedisCluster, key: str) -> ClusterNode:
+    node = cluster.get_node_from_key(key)
+    if node is None:  # typed optional; redis-py raises SlotNotCoveredError instead
+        raise SlotNotCoveredError(f"no master for {key!r}")
+    return node
