@@ -70,6 +70,12 @@ def build_queue(
             settings.require_redis_url(), timeout_s=settings.redis_socket_timeout_s
         )
     url = settings.require_redis_url()
+    facts = SessionFactsClient(
+        client=api_client,
+        default_policy=QueuePolicy(
+            settings.queue_default_max_active, settings.queue_default_admit_per_second
+        ),
+    )
     service = QueueService(
         redis=redis,
         secret=settings.secret_key,
@@ -80,12 +86,7 @@ def build_queue(
             if supports(url)
             else None
         ),
-    )
-    facts = SessionFactsClient(
-        client=api_client,
-        default_policy=QueuePolicy(
-            settings.queue_default_max_active, settings.queue_default_admit_per_second
-        ),
+        facts=facts,
     )
     sessions = SessionRegistry(redis)
     notifier = QueueNotifier()
@@ -99,6 +100,12 @@ def build_queue(
         notifier=notifier,
         metrics=metrics,
     )
+
+    async def joined(session_id: int) -> None:
+        await sessions.register(session_id)
+        loop.wake(session_id)
+
+    service.on_join = joined
     return QueueRuntime(
         service=service,
         facts=facts,
