@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.schemas.common import Price
 
@@ -86,6 +86,20 @@ class QueuePolicy(BaseModel):
 
     max_active: int = Field(ge=1, le=1_000_000)
     admit_per_second: float = Field(gt=0, le=100_000)
+    pre_queue_opens_at: AwareDatetime | None = Field(
+        default=None, description="Joining opens here, before booking: the pre-queue."
+    )
+    shuffle_at_open: bool | None = Field(
+        default=None,
+        description="Put the pre-queue in line by a verifiable draw at opening (default: "
+        "true when there is a pre-queue), else in join order.",
+    )
+
+    @model_validator(mode="after")
+    def _shuffle_default(self) -> QueuePolicy:
+        if self.shuffle_at_open is None:
+            self.shuffle_at_open = self.pre_queue_opens_at is not None
+        return self
 
 
 class SessionCreate(BaseModel):
