@@ -61,7 +61,7 @@ def member_keys(session_id: int, member: str) -> tuple[str, ...]:
 @functools.cache
 def pipelined(name: str) -> PipelinedScript:
     """Script ``name`` for :class:`svckit.redis_pipeline.PipelinedRedis`."""
-    if name == "draw":
+    if name in ("draw", "joins"):
         return PipelinedScript(_source(name))
     return PipelinedScript(_source(name), SESSION_KEYS + (name in MEMBER_SCRIPTS))
 
@@ -74,6 +74,7 @@ class QueueScripts:
     leave: AsyncScript
     release: AsyncScript
     tick: AsyncScript
+    joins: AsyncScript
     beat: AsyncScript
     snapshot: AsyncScript
     draw: AsyncScript

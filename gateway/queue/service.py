@@ -12,6 +12,7 @@ to Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -62,6 +63,8 @@ SNAPSHOT_MAX_AGE_S = 0.25
 BEAT_CHUNK = 4000
 DRAW_CHUNK = 1000
 DRAW_LOCK_MS = 60_000
+# Joins sent in one call of joins.lua (those arriving within one event-loop turn).
+JOIN_BATCH = 256
 # Line numbers a gateway remembers per session before it starts over (memory bound).
 MAX_REMEMBERED = 4_000_000
 
@@ -167,6 +170,7 @@ class QueueService:
         self._lines: dict[int, dict[str, int]] = {}
         self._beats: dict[int, set[int]] = {}
         self._beats_due = 0.0
+        self._joining: dict[int, dict[str, tuple[str, asyncio.Future[QueueView]]]] = {}
 
     # --- the scripts -------------------------------------------------------------------------
 
@@ -206,6 +210,70 @@ class QueueService:
         view = _view(await self._run("status", session_id, args, member))  # type: ignore[arg-type]
         self._remember(session_id, user_id, view)
         return view
+
+    async def join_batched(self, *, session_id: int, user_id: str) -> QueueView:
+        """A join once the line is open, sent with the other joins that arrive in the same
+        event-loop turn (one ``joins.lua`` call for up to ``JOIN_BATCH``); anything but a
+        plain new place goes through :meth:`join`."""
+        member = member_of(user_id)
+        pending = self._joining.get(session_id)
+        if pending is None:
+            pending = self._joining[session_id] = {}
+            asyncio.get_running_loop().call_soon(self._send_joins, session_id)
+        entry = pending.get(member)
+        if entry is None:
+            entry = pending[member] = (user_id, asyncio.get_running_loop().create_future())
+        view = await asyncio.shield(entry[1])
+        if view.state == "none":  # joins.lua declined: the full script decides
+            return await self.join(session_id=session_id, user_id=user_id)
+        self._remember(session_id, user_id, view)
+        return view
+
+    def _send_joins(self, session_id: int) -> None:
+        pending = self._joining.pop(session_id, {})
+        items = list(pending.items())
+        for start in range(0, len(items), JOIN_BATCH):
+            task = asyncio.ensure_future(self._joins(session_id, items[start : start + JOIN_BATCH]))
+            task.add_done_callback(_retrieved)
+
+    async def _joins(
+        self, session_id: int, items: list[tuple[str, tuple[str, asyncio.Future[QueueView]]]]
+    ) -> None:
+        members = [m for m, _ in items]
+        keys_ = [*script_keys(session_id), *(member_keys(session_id, m)[-1] for m in members)]
+        try:
+            try:
+                if self.pipelined is not None:
+                    raw = await pipelined("joins")(
+                        self.pipelined, keys_, [self.bucket_ms, *members]
+                    )
+                else:
+                    raw = await self.scripts.joins(keys=keys_, args=[self.bucket_ms, *members])
+            except (RedisError, OSError, TimeoutError) as e:
+                raise QueueUnavailable(f"{type(e).__name__}: {e}") from e
+        except QueueUnavailable as e:
+            for _, (_, future) in items:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        out: Sequence[object] = raw
+        now_ms, version = _int(out[0]), _int(out[1])
+        for i, (_, (_, future)) in enumerate(items):
+            state = _str(out[4 + 3 * i])
+            view = QueueView(
+                "none" if state == "slow" else state,  # type: ignore[arg-type]
+                _int(out[5 + 3 * i]),
+                _int(out[6 + 3 * i]),
+                0,
+                0,
+                0,
+                0,
+                0,
+                now_ms,
+                version,
+            )
+            if not future.done():
+                future.set_result(view)
 
     async def status(self, *, session_id: int, user_id: str, beat: bool = True) -> QueueView:
         """Where the user stands, read from Redis (the authoritative answer); with ``beat``
@@ -485,12 +553,15 @@ class QueueService:
         facts = await self._facts().get(session_id)  # unknown session → 404
         if opens_in_s(facts, datetime.now(UTC)) > 0:
             raise _too_early(facts)
-        view = await self.join(
-            session_id=session_id,
-            user_id=user_id,
-            opens_ms=epoch_ms(facts.booking_opens_at),
-            pre_queue_opens_ms=epoch_ms(facts.pre_queue_opens_at),
-        )
+        if facts.booking_opens_at <= datetime.now(UTC):
+            view = await self.join_batched(session_id=session_id, user_id=user_id)
+        else:
+            view = await self.join(
+                session_id=session_id,
+                user_id=user_id,
+                opens_ms=epoch_ms(facts.booking_opens_at),
+                pre_queue_opens_ms=epoch_ms(facts.pre_queue_opens_at),
+            )
         if view.state == "early":  # Redis's clock is a little behind ours
             raise _too_early(facts)
         self._stale.add(session_id)
@@ -573,6 +644,11 @@ def _too_early(facts: SessionFacts) -> Conflict:
     else:
         detail = "booking for this session has not opened yet"
     return Conflict(detail, opens_at=joining_opens_at(facts).astimezone(UTC).isoformat())
+
+
+def _retrieved(task: asyncio.Future[None]) -> None:
+    if not task.cancelled():
+        task.exception()  # errors went to the waiting joins
 
 
 def _str(value: object) -> str:

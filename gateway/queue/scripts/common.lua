@@ -4,7 +4,7 @@
 -- line in lno order (the cursor `head`), so every lno <= head is admitted or dropped.
 -- KEYS (all under the session's hash tag {s:<id>}):
 --   1 drop     BITMAP bit lno = that place is gone (left, silent, admission expired)
---   2 meta     HASH seq, pseq, base, closed, drawn, head, nwait, dver, tat, ver, so, sweep,
+--   2 meta     HASH seq, pseq, base, closed, drawn, head, dabove, dver, tat, ver, so, sweep,
 --                   bms, hb0..hb4, seed, adm/xw/xa/freed counters
 --   3 active   SET  lnos holding a slot (admitted and unfinished)
 --   4 granted  ZSET lno -> admission expiry (ms); admitted, token not yet expired
@@ -87,10 +87,11 @@ local function drop(lno)
   redis.call('HINCRBY', KEYS[K_META], 'dver', 1)
 end
 
--- A waiter (lno > head) leaves the line.
+-- A waiter (lno > head) leaves the line. `dabove` counts the drop-outs above the cursor,
+-- so those still waiting are (base + seq) - head - dabove, with nothing to count per join.
 local function drop_waiter(lno)
   drop(lno)
-  redis.call('HINCRBY', KEYS[K_META], 'nwait', -1)
+  redis.call('HINCRBY', KEYS[K_META], 'dabove', 1)
 end
 
 -- Drop an admission whose token expired: its slot (if still held) frees.
@@ -119,7 +120,6 @@ local function close_line(now, opens_ms)
     local p = meta_int('pseq')
     if p > 0 then
       redis.call('HSET', KEYS[K_META], 'base', p)
-      redis.call('HINCRBY', KEYS[K_META], 'nwait', p)
       bump()
     end
   end

@@ -1,8 +1,8 @@
 -- What a gateway caches of a session to answer status polls from memory (service.py).
 -- ARGV: dver the caller holds (-1: none), the highest batch lno it holds.
--- Returns {ver, head, base, drawn, seq, nwait, active, sold_out, alog_len, alog_oldest,
+-- Returns {ver, head, base, drawn, seq, waiting, active, sold_out, alog_len, alog_oldest,
 --          now_ms, bms, dver, closed, drop_first_byte, drop_bytes | false, batch...}
-local v = redis.call('HMGET', KEYS[K_META], 'ver', 'head', 'base', 'drawn', 'seq', 'nwait',
+local v = redis.call('HMGET', KEYS[K_META], 'ver', 'head', 'base', 'drawn', 'seq', 'dabove',
   'dver', 'bms', 'closed')
 local head, base, seq = tonumber(v[2]) or 0, tonumber(v[3]) or 0, tonumber(v[5]) or 0
 local dver = tonumber(v[7]) or 0
@@ -17,7 +17,8 @@ local first_byte, bits = math.floor(from / 8), false
 if dver ~= tonumber(ARGV[1]) then
   bits = redis.call('GETRANGE', KEYS[K_DROP], first_byte, math.floor((base + seq) / 8))
 end
-local out = {tonumber(v[1]) or 0, head, base, tonumber(v[4]) or 0, seq, tonumber(v[6]) or 0,
+local out = {tonumber(v[1]) or 0, head, base, tonumber(v[4]) or 0, seq,
+  base + seq - head - (tonumber(v[6]) or 0),
   redis.call('SCARD', KEYS[K_ACTIVE]), redis.call('EXISTS', KEYS[K_SOLDOUT]), n, oldest,
   now_ms(), tonumber(v[8]) or 0, dver, tonumber(v[9]) or 0, first_byte, bits}
 local batches = redis.call('ZRANGEBYSCORE', KEYS[K_BATCH], '(' .. ARGV[2], '+inf')

@@ -1,5 +1,8 @@
 -- Join, status (with or without a heartbeat) of one member. The gateway answers most polls
 -- from its cached snapshot (service.py); this is the authoritative read and every join.
+-- A join is the hot path at opening: one HMGET of the session's meta, then the member's
+-- bucket, the line counter, its heartbeat bit; it does not bump `ver` (a place at the end
+-- of the line changes nobody else's status).
 -- ARGV: member, bucket_ms, mode ("join" | "beat" | "peek"), opens_ms, pre_opens_ms (0: no
 --       pre-queue), user_id, seed candidate (hex; kept by the first pre-queue join)
 -- Returns {state, lno, rank, admitted_s, expires_s, active, alog_len, alog_oldest, now_ms,
@@ -8,20 +11,28 @@
 local m, mode = ARGV[1], ARGV[3]
 local opens_ms, pre_ms = tonumber(ARGV[4]), tonumber(ARGV[5])
 local joining = mode == 'join'
-local bucket_ms = bucket_width(tonumber(ARGV[2]), joining)
+local mv = redis.call('HMGET', KEYS[K_META], 'bms', 'hb0', 'hb1', 'hb2', 'hb3', 'hb4', 'head',
+  'base', 'dabove', 'closed', 'ver', 'drawn')
+local bucket_ms = tonumber(mv[1])
+if not bucket_ms then
+  -- The first caller's width wins (see bucket_width in common.lua).
+  bucket_ms = tonumber(ARGV[2])
+  if joining then redis.call('HSET', KEYS[K_META], 'bms', bucket_ms) end
+end
+local lv = {tonumber(mv[2]), tonumber(mv[3]), tonumber(mv[4]), tonumber(mv[5]), tonumber(mv[6])}
+local head, base, dabove = tonumber(mv[7]) or 0, tonumber(mv[8]) or 0, tonumber(mv[9]) or 0
 local now = now_ms()
 local cur = math.floor(now / bucket_ms)
 
 local function reply(state, lno, rank, a, e, full)
-  local v = redis.call('HMGET', KEYS[K_META], 'ver', 'base', 'drawn')
   local active, n, oldest = 0, 0, 0
   if full then
     active = redis.call('SCARD', KEYS[K_ACTIVE])
     n = redis.call('LLEN', KEYS[K_ALOG])
     if n > 0 then oldest = tonumber(redis.call('LINDEX', KEYS[K_ALOG], -1)) end
   end
-  return {state, lno, rank, a, e, active, n, oldest, now,
-          tonumber(v[1]) or 0, tonumber(v[2]) or 0, tonumber(v[3]) or 0}
+  return {state, lno, rank, a, e, active, n, oldest, now, tonumber(mv[11]) or 0, base,
+          tonumber(mv[12]) or 0}
 end
 
 local function waiting(lno, rank)
@@ -37,11 +48,9 @@ if v then
   if lno < 0 then
     return reply('pre_queue', 0, 0, 0, 0, false)
   end
-  local head = meta_int('head')
   if dropped(lno) then
     if not joining then return reply('expired', lno, 0, 0, 0, false) end
   elseif lno > head then
-    local lv = lanes()
     if alive(lv, cur, lno) then
       if mode ~= 'peek' then beat(lv, cur, lno, bucket_ms) end
       local rank = 0
@@ -52,6 +61,7 @@ if v then
     end
     -- Silent past the timeout: the place is lost (a join starts over at the end).
     drop_waiter(lno)
+    dabove = dabove + 1
     redis.call('HINCRBY', KEYS[K_META], 'xw', 1)
     bump()
     if not joining then return reply('expired', lno, 0, 0, 0, false) end
@@ -84,12 +94,12 @@ if now < opens_ms then
   end
   return reply('early', 0, 0, 0, 0, false)
 end
-close_line(now, opens_ms)
-local mv = redis.call('HMGET', KEYS[K_META], 'base', 'nwait')
-local lno = (tonumber(mv[1]) or 0) + redis.call('HINCRBY', KEYS[K_META], 'seq', 1)
+if not mv[10] then
+  close_line(now, opens_ms)
+  base = meta_int('base')
+end
+local lno = base + redis.call('HINCRBY', KEYS[K_META], 'seq', 1)
 redis.call('HSET', KEYS[K_MEMBER], m, lno)
-redis.call('HINCRBY', KEYS[K_META], 'nwait', 1)
-beat(lanes(), cur, lno, bucket_ms)
-bump()
+beat(lv, cur, lno, bucket_ms)
 -- At the end of the line: everyone still waiting is ahead.
-return waiting(lno, tonumber(mv[2]) or 0)
+return waiting(lno, lno - 1 - head - dabove)

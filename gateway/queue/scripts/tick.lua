@@ -36,12 +36,13 @@ end
 
 -- 3. Admit the head of the line while a slot is free and the rate allows. Until the draw
 -- has placed the pre-queue, nobody is admitted (they come first).
-local mv = redis.call('HMGET', KEYS[K_META], 'head', 'base', 'drawn', 'seq', 'tat')
+local mv = redis.call('HMGET', KEYS[K_META], 'head', 'base', 'drawn', 'seq', 'tat', 'dabove')
 local head, base, drawn = tonumber(mv[1]) or 0, tonumber(mv[2]) or 0, tonumber(mv[3]) or 0
 local last = base + (tonumber(mv[4]) or 0)
 local blocked = base > 0 and drawn == 0
 local active = redis.call('SCARD', KEYS[K_ACTIVE])
 local admitted, xw, next_ms, first = 0, 0, -1, 0
+local dabove = tonumber(mv[6]) or 0
 if so == 0 and not blocked then
   local T = 1000 / rate
   local tau = (burst - 1) * T
@@ -54,9 +55,10 @@ if so == 0 and not blocked then
     steps = steps + 1
     if dropped(lno) then
       head = lno
+      dabove = dabove - 1  -- no longer above the cursor
     elseif not alive(lv, cur, lno) then
-      -- A silent waiter never holds up the line.
-      drop_waiter(lno)
+      -- A silent waiter never holds up the line (dropped at the cursor: not above it).
+      drop(lno)
       head = lno
       xw = xw + 1
       if xw >= sweep_chunk then break end
@@ -76,10 +78,9 @@ if so == 0 and not blocked then
       admitted = admitted + 1
     end
   end
-  redis.call('HSET', KEYS[K_META], 'head', head)
+  redis.call('HSET', KEYS[K_META], 'head', head, 'dabove', dabove)
   if admitted > 0 then
     redis.call('HSET', KEYS[K_META], 'tat', tat)
-    redis.call('HINCRBY', KEYS[K_META], 'nwait', -admitted)
     redis.call('LTRIM', KEYS[K_ALOG], 0, 63)
     redis.call('ZADD', KEYS[K_BATCH], head, first .. ':' .. head .. ':' .. admit_s .. ':' .. exp_s)
   end
@@ -104,6 +105,7 @@ if admitted + xw > 0 then bump() end
 if admitted > 0 then redis.call('HINCRBY', KEYS[K_META], 'adm', admitted) end
 if xw > 0 then redis.call('HINCRBY', KEYS[K_META], 'xw', xw) end
 if xa > 0 then redis.call('HINCRBY', KEYS[K_META], 'xa', xa) end
-local v = redis.call('HMGET', KEYS[K_META], 'ver', 'nwait')
-return {admitted, xa, xw, active, tonumber(v[2]) or 0, tonumber(v[1]) or 0, math.ceil(next_ms),
+local v = redis.call('HMGET', KEYS[K_META], 'ver', 'dabove', 'base', 'seq')
+local waiting = (tonumber(v[3]) or 0) + (tonumber(v[4]) or 0) - head - (tonumber(v[2]) or 0)
+return {admitted, xa, xw, active, waiting, tonumber(v[1]) or 0, math.ceil(next_ms),
   so, base, drawn}

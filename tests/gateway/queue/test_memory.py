@@ -5,6 +5,7 @@ compared with a brute-force model and with Redis's own (authoritative) answer.""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import AsyncIterator
@@ -14,7 +15,6 @@ import redis.asyncio as aioredis
 
 from gateway.queue.runtime import make_queue_redis
 from gateway.queue.schemas import QueuePolicy, QueueView
-from gateway.queue.scripts import script_keys
 from gateway.queue.service import QueueService
 from gateway.queue.snapshot import DropIndex
 
@@ -113,8 +113,7 @@ class TestTwoGateways:
             for g in gateways:
                 mine = await g.peek(session_id=SID, user_id=u)
                 assert (mine.state, mine.seq, mine.rank) == (truth.state, truth.seq, truth.rank)
-        meta = await redis_client.hgetall(script_keys(SID)[1])
-        assert int(meta["nwait"]) == len(waiting)
+        assert (await a.tick(session_id=SID, policy=QueuePolicy(30, 0.001))).waiting == len(waiting)
 
     async def test_a_poll_from_memory_costs_no_redis_call(
         self, gateways: list[QueueService], monkeypatch: pytest.MonkeyPatch
@@ -142,3 +141,35 @@ class TestTwoGateways:
         b.changed(SID, -1)  # what b's admission loop does when the counter moves
         assert (await b.peek(session_id=SID, user_id="p7")).rank == 6
         assert calls == ["beat", "snapshot"]
+
+
+class TestBatchedJoins:
+    async def test_joins_in_one_turn_share_a_call_and_keep_every_rule(
+        self, gateways: list[QueueService], monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        a, b = gateways
+        await a.join(session_id=SID, user_id="first")  # the line is open from here
+        await a.leave(session_id=SID, user_id="first")
+        calls: list[str] = []
+        run = a.scripts.joins
+
+        async def counted(**kwargs: object) -> object:
+            calls.append("joins")
+            return await run(**kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(a, "pipelined", None)
+        monkeypatch.setattr(a, "scripts", dataclasses.replace(a.scripts, joins=counted))  # type: ignore[arg-type]
+        users = [f"j{i}" for i in range(300)]
+        views = await asyncio.gather(
+            *(a.join_batched(session_id=SID, user_id=u) for u in users + users[:10])
+        )
+        assert len(calls) == 2  # 300 distinct members, 256 per call
+        assert [v.seq for v in views[:300]] == list(range(2, 302))
+        assert [v.rank for v in views[:300]] == list(range(300))
+        assert [v.seq for v in views[300:]] == list(range(2, 12))  # the same place
+        # Joining again later keeps the place (the full script answers it).
+        again = await a.join_batched(session_id=SID, user_id="j5")
+        assert (again.state, again.seq, again.rank) == ("waiting", 7, 5)
+        for u in users:
+            truth = await b.status(session_id=SID, user_id=u, beat=False)
+            assert (truth.state, truth.seq) == ("waiting", users.index(u) + 2)
