@@ -197,14 +197,6 @@ async def measure(url: str, waiters: int, poll_rate: int, seconds: float) -> dic
     return out
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _child(tree: Path, url: str, args: argparse.Namespace) -> dict[str, Any]:
     cmd = [
         sys.executable,
@@ -254,53 +246,31 @@ def main(argv: list[str] | None = None) -> int:
         result = asyncio.run(measure(args.redis_url, args.waiters, args.poll_rate, args.seconds))
         print(json.dumps(result))
         return 0
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            args.redis_server,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    # Imported here: a child must import every project module from its own tree.
+    from benchkit import load_average, private_redis_server
+
     old_tree = Path(tempfile.mkdtemp(prefix="bx-queue-old-"))
     try:
         archive = subprocess.run(
             ["git", "-C", str(ROOT), "archive", args.baseline], check=True, capture_output=True
         ).stdout
         subprocess.run(["tar", "-x", "-C", str(old_tree)], input=archive, check=True)
-        time.sleep(0.3)
-        url = f"redis://127.0.0.1:{port}/0"
         version = subprocess.run(
             [args.redis_server, "--version"], capture_output=True, text=True
         ).stdout.split()[2]
         print(
             f"redis-server {version}; {args.waiters} waiters; polls at {args.poll_rate}/s "
-            f"for {args.seconds:.0f} s; baseline {args.baseline}; load {_load()}"
+            f"for {args.seconds:.0f} s; baseline {args.baseline}; load {load_average()}"
         )
-        results = [_child(ROOT, url, args), _child(old_tree, url, args)]
+        with private_redis_server(args.redis_server) as url:
+            results = [_child(ROOT, url, args), _child(old_tree, url, args)]
     finally:
-        server.terminate()
-        server.wait()
         shutil.rmtree(old_tree, ignore_errors=True)
     new, old = results
     print(f"{'':45} {'this code':>12} {'baseline':>12}")
     for label, key in ROWS:
         print(f"{label:45} {new[key]:12.2f} {old[key]:12.2f}")
     return 0
-
-
-def _load() -> str:
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ from boxoffice.simulate.system import LocalSystem, MissingService, Target, remot
 from boxoffice.simulate.user import Person, Simulation, log_in
 from boxoffice.simulate.verify import Verification, verify
 from shared.config import CommonSettings
+from shared.draw import commitment, draw_order
 from shared.keys import WORKER_GROUP, events_stream
 from svckit.gc_tuning import freeze_startup_heap
 
@@ -257,6 +258,7 @@ async def simulate(
             admit_per_second=options.admit_per_second,
             label=label,
             before_session=everyone_logs_in,
+            pre_queue=options.pre_queue_share > 0,
         )
         recorder.rebase(stage.opens_at)
         sim = Simulation(
@@ -267,6 +269,11 @@ async def simulate(
             rng=rng,
         )
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
+        # Part of the crowd arrives in the pre-queue window (from now until just before
+        # booking opens): the draw, not the moment of joining, places them.
+        for i in rng.sample(range(len(people)), round(options.pre_queue_share * len(people))):
+            people[i].pre_queue = True
+            arrivals[i] = time.time() + rng.random() * max(0.0, stage.opens_at - time.time() - 0.5)
         commands_before = await probe.command_counts()
         cpu_before = cpu_seconds(system_pids)
         requests_before = recorder.count()
@@ -310,6 +317,10 @@ async def simulate(
             capacity=options.seats,
         )
         stream_lag_end = await probe.stream_lag(stage.session_id)
+        draw = None
+        if stage.commitment is not None:
+            record = await http.get(f"{base}/api/queue/{stage.session_id}/draw")
+            draw = {**record.json(), "published_commitment": stage.commitment}
         redis_commands = None
         top_commands: dict[str, int] = {}
         if commands_before is not None and commands_after is not None:
@@ -327,6 +338,7 @@ async def simulate(
             stage_info={
                 "session_id": stage.session_id,
                 "opens_at": datetime.fromtimestamp(stage.opens_at, UTC).isoformat(),
+                "draw": draw,
             },
             people=people,
             recorder=recorder,
@@ -438,7 +450,9 @@ def build_report(
             p.cancel_sent += t0
 
     admitted = [p for p in people if p.admitted_received is not None]
-    with_position = [p for p in admitted if p.queue_position is not None]
+    # Fairness is first come, first served among those who joined after opening (the
+    # pre-queue's order is the draw's, checked below).
+    with_position = [p for p in admitted if p.queue_position is not None and not p.pre_queue]
     windows = [p.admission_window() for p in with_position]
     fairness = admission_fairness(
         [int(p.queue_position or 0) for p in with_position],
@@ -553,6 +567,7 @@ def build_report(
             server_slots is None or server_slots <= options.max_active,
         ),
         _check("people ending in error", len(errors), "0", not errors),
+        *draw_checks(people, stage_info.get("draw")),
     ]
     p99s = {
         step: fig["p99"]
@@ -672,6 +687,49 @@ def write_people(rows: list[dict[str, Any]], out_dir: Path) -> None:
     with (out_dir / "people.jsonl").open("w") as f:
         for row in rows:
             f.write(json.dumps(row) + "\n")
+
+
+def draw_checks(people: list[Person], draw: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The pre-queue's draw, checked as any outsider can: the revealed seed matches the
+    commitment published before anyone joined, every pre-queue entrant's place in line is
+    its rank in HMAC-SHA256(seed, user id) order, and all of them come before everyone who
+    joined after opening."""
+    if draw is None:
+        return []
+    seed_hex = draw.get("seed")
+    seed = bytes.fromhex(seed_hex) if seed_hex else b""
+    entrants = [p.user_id for p in people if p.pre_queue and p.join_received and p.user_id]
+    rank = {u: i + 1 for i, u in enumerate(draw_order(seed, entrants))}
+    placed = [p for p in people if p.pre_queue and p.queue_position is not None]
+    off = [p for p in placed if rank.get(p.user_id or "") != p.queue_position]
+    later = [p.queue_position for p in people if not p.pre_queue and p.queue_position]
+    last_pre = max((p.queue_position or 0 for p in placed), default=0)
+    return [
+        _check(
+            "pre-queue: revealed seed matches the published commitment",
+            draw.get("commitment"),
+            "sha256(seed)",
+            bool(seed) and commitment(seed) == draw["published_commitment"] == draw["commitment"],
+        ),
+        _check(
+            "pre-queue: entrants drawn",
+            draw.get("drawn"),
+            str(len(entrants)),
+            draw.get("drawn") == len(entrants),
+        ),
+        _check(
+            "pre-queue: places not as the draw says",
+            f"{len(off)} of {len(placed)}",
+            "0",
+            not off,
+        ),
+        _check(
+            "pre-queue: ahead of every later joiner (last pre-queue place)",
+            last_pre,
+            f"< {min(later, default=0)}",
+            not later or last_pre < min(later),
+        ),
+    ]
 
 
 def _check(name: str, value: Any, goal: str, ok: bool) -> dict[str, Any]:
