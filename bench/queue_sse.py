@@ -195,9 +195,10 @@ def main() -> int:
             )
             wait_ready(api_port)
             options = argparse.Namespace(redis_url=redis_url, log_level="WARNING", rate_limit=False)
-            gateway = start_gateway(
-                gw_port, api_port, "fast", options, {"BOXOFFICE_SECRET_KEY": SECRET}
-            )
+            # A long heartbeat timeout: opening 10,000 streams takes longer than the default
+            # 30 s, and a waiter whose stream is not open yet would lose its place.
+            env = {"BOXOFFICE_SECRET_KEY": SECRET, "BOXOFFICE_QUEUE_HEARTBEAT_TIMEOUT_S": "600"}
+            gateway = start_gateway(gw_port, api_port, "fast", options, env)
             procs.append(gateway)
             wait_ready(gw_port)
             asyncio.run(bench(args.streams, gw_port, gateway.pid, redis_url))

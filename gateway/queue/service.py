@@ -469,7 +469,10 @@ class QueueService:
             if snap.drawn or (snap.closed and snap.base == 0):
                 return None
             return QueueView("pre_queue", 0, 0, 0, 0, *common, snap.version)
-        if line > snap.last or snap.drops.is_set(line):
+        # A line number past the snapshot's last joined since it was read (a ticket or a
+        # join proves it was given out): its rank counts the drop-outs the snapshot knows,
+        # as stale as every other answer from it, instead of a Redis read per new joiner.
+        if snap.drops.is_set(line):
             return None
         draw_rank = line if snap.drawn and line <= snap.base else None
         if line <= snap.head:
@@ -502,8 +505,6 @@ class QueueService:
         if line is not None:
             snap = await self.snapshot(session_id)
             view = self._from_snapshot(snap, line)
-            if view is None and line > snap.last:
-                view = self._from_snapshot(await self.snapshot(session_id, fresh=True), line)
             if view is not None:
                 if view.state == "waiting":
                     self._beats.setdefault(session_id, set()).add(line)

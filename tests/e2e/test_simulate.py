@@ -28,7 +28,9 @@ pytestmark = [
 ]
 
 
+@pytest.mark.parametrize("pre_queue_share", [0.0, 0.3], ids=["plain", "pre-queue"])
 def test_small_onsale_sells_out_fairly_and_loses_nothing(
+    pre_queue_share: float,
     database_url: str,
     clean_db: Engine,
     redis_url: str,
@@ -73,6 +75,7 @@ def test_small_onsale_sells_out_fairly_and_loses_nothing(
         "--drain-timeout=20",
         "--no-progress",
         f"--out={out}",
+        f"--pre-queue-share={pre_queue_share}",
     ]
     try:
         proc = subprocess.run(
@@ -102,5 +105,7 @@ def test_small_onsale_sells_out_fairly_and_loses_nothing(
     assert report["fairness"]["kendall_tau"] == 1.0
     assert report["fairness"]["max_active_observed"] <= 40
     assert summary.get("outcome_cancelled", 0) >= 1  # P(none) ~ 0.8**45: negligible
+    draw_rows = [row for row in report["invariants"] if row["name"].startswith("pre-queue")]
+    assert len(draw_rows) == (4 if pre_queue_share else 0)  # and all ok (above)
     assert (out / "timeline.png").stat().st_size > 0
     assert (out / "latency.png").stat().st_size > 0

@@ -66,6 +66,12 @@ async def test_windows_and_the_public_draw_record(redis_url: str, redis_sync: ob
         assert (await gw.get(f"/api/queue/{PRE}/draw")).json()["commitment"] == (
             first["commitment"]
         )
+        # The OpenAPI schema says it all.
+        spec = (await gw.get("/openapi.json")).json()
+        assert "/api/queue/{session_id}/draw" in spec["paths"]
+        status = spec["components"]["schemas"]["QueueStatus"]
+        assert "draw_rank" in status["properties"]
+        assert "pre_queue" in status["properties"]["status"]["enum"]
 
 
 @pytest.mark.slow
