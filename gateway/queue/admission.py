@@ -110,8 +110,11 @@ class QueueNotifier:
     async def wait(self, session_id: int, timeout_s: float) -> None:
         """Until the session changes or ``timeout_s`` passes."""
         event = self._events.setdefault(session_id, asyncio.Event())
+        # asyncio.timeout, not wait_for: no task per waiting stream (10,000 streams of a
+        # session all wake at once, BENCHMARKS.md "A waiting room for a million").
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
 
 
 class SessionRegistry:
