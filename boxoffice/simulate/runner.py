@@ -726,7 +726,7 @@ def draw_checks(people: list[Person], draw: dict[str, Any] | None) -> list[dict[
         _check(
             "pre-queue: ahead of every later joiner (last pre-queue place)",
             last_pre,
-            f"< {min(later, default=0)}",
+            f"< {min(later)}" if later else "(no later joiner was admitted)",
             not later or last_pre < min(later),
         ),
     ]

@@ -506,7 +506,7 @@ class QueueService:
             snap = await self.snapshot(session_id)
             view = self._from_snapshot(snap, line)
             if view is not None:
-                if view.state == "waiting":
+                if view.state in ("waiting", "sold_out"):  # a sold-out waiter keeps its place
                     self._beats.setdefault(session_id, set()).add(line)
                 return view
         return await self.status(session_id=session_id, user_id=user_id)
