@@ -239,41 +239,48 @@ class QueueService:
     async def _joins(
         self, session_id: int, items: list[tuple[str, tuple[str, asyncio.Future[QueueView]]]]
     ) -> None:
-        members = [m for m, _ in items]
-        keys_ = [*script_keys(session_id), *(member_keys(session_id, m)[-1] for m in members)]
         try:
-            try:
-                if self.pipelined is not None:
-                    raw = await pipelined("joins")(
-                        self.pipelined, keys_, [self.bucket_ms, *members]
-                    )
-                else:
-                    raw = await self.scripts.joins(keys=keys_, args=[self.bucket_ms, *members])
-            except (RedisError, OSError, TimeoutError) as e:
-                raise QueueUnavailable(f"{type(e).__name__}: {e}") from e
-        except QueueUnavailable as e:
+            views = await self._join_many(session_id, [m for m, _ in items])
+        except BaseException as e:
+            # Every waiting join hears of it (a Redis error is a 503 for each).
+            failure = e if isinstance(e, Exception) else QueueUnavailable("join cancelled")
             for _, (_, future) in items:
                 if not future.done():
-                    future.set_exception(e)
-            return
-        out: Sequence[object] = raw
-        now_ms, version = _int(out[0]), _int(out[1])
-        for i, (_, (_, future)) in enumerate(items):
-            state = _str(out[4 + 3 * i])
-            view = QueueView(
-                "none" if state == "slow" else state,  # type: ignore[arg-type]
-                _int(out[5 + 3 * i]),
-                _int(out[6 + 3 * i]),
-                0,
-                0,
-                0,
-                0,
-                0,
-                now_ms,
-                version,
-            )
+                    future.set_exception(failure)
+            raise
+        for (_, (_, future)), view in zip(items, views, strict=True):
             if not future.done():
                 future.set_result(view)
+
+    async def _join_many(self, session_id: int, members: list[str]) -> list[QueueView]:
+        keys_ = [*script_keys(session_id), *(member_keys(session_id, m)[-1] for m in members)]
+        try:
+            if self.pipelined is not None:
+                raw = await pipelined("joins")(self.pipelined, keys_, [self.bucket_ms, *members])
+            else:
+                raw = await self.scripts.joins(keys=keys_, args=[self.bucket_ms, *members])
+        except (RedisError, OSError, TimeoutError) as e:
+            raise QueueUnavailable(f"{type(e).__name__}: {e}") from e
+        out: Sequence[object] = raw
+        now_ms, version = _int(out[0]), _int(out[1])
+        views = []
+        for i in range(len(members)):
+            state = _str(out[4 + 3 * i])
+            views.append(
+                QueueView(
+                    "none" if state == "slow" else state,  # type: ignore[arg-type]
+                    _int(out[5 + 3 * i]),
+                    _int(out[6 + 3 * i]),
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    now_ms,
+                    version,
+                )
+            )
+        return views
 
     async def status(self, *, session_id: int, user_id: str, beat: bool = True) -> QueueView:
         """Where the user stands, read from Redis (the authoritative answer); with ``beat``

@@ -28,7 +28,9 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("pre_queue_share", [0.0, 0.3], ids=["plain", "pre-queue"])
+# The pre-queue variant: 15 entrants (at most 4 seats each) leave seats for later joiners,
+# whose admission order Kendall tau measures.
+@pytest.mark.parametrize("pre_queue_share", [0.0, 0.05], ids=["plain", "pre-queue"])
 def test_small_onsale_sells_out_fairly_and_loses_nothing(
     pre_queue_share: float,
     database_url: str,
