@@ -469,8 +469,8 @@ class QueueService:
             lines[user_id] = line
 
     def _from_snapshot(self, snap: Snapshot, line: int) -> QueueView | None:
-        """A user's view from the snapshot; None where only Redis can tell (a place gone,
-        a line number the snapshot has not seen yet, a pre-queue entrant after the draw)."""
+        """A user's view from the snapshot; None where only Redis can tell (a place gone, an
+        admission the snapshot has no batch for, a pre-queue entrant after the draw)."""
         common = (snap.active, snap.alog_len, snap.alog_oldest_ms, snap.redis_now_ms())
         if line < 0:
             if snap.drawn or (snap.closed and snap.base == 0):
