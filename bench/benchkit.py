@@ -90,3 +90,33 @@ def serve(app: Any, port: int) -> None:
     uvicorn.run(
         app, port=port, loop=EVENT_LOOP, http=HTTP_PROTOCOL, access_log=False, log_level="warning"
     )
+
+
+@contextmanager
+def private_redis_server(binary: str = "redis-server") -> Iterator[str]:
+    """A real redis-server of this machine on a free port, without persistence, for the
+    run (its own CPU counters measure only the bench); yields its URL."""
+    import subprocess
+    import time
+
+    port = free_port()
+    argv = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    server = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        import redis
+
+        client = redis.Redis(port=port)
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        client.close()
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        server.terminate()
+        server.wait()

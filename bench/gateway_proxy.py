@@ -133,9 +133,13 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_gateway(
-    port: int, upstream_port: int, transport: str, args: argparse.Namespace
+    port: int,
+    upstream_port: int,
+    transport: str,
+    args: argparse.Namespace,
+    extra_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    env = dict(os.environ)
+    env = dict(os.environ, **(extra_env or {}))
     env.update(
         BOXOFFICE_API_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
         BOXOFFICE_TICKET_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
@@ -168,6 +172,8 @@ def start_gateway(
         "--no-access-log",
         "--log-level",
         "warning",
+        "--backlog",
+        "16384",  # bench/queue_sse.py opens thousands of streams at once
     ]
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
     wait_ready(port)

@@ -1,5 +1,6 @@
 """Waiting-room benchmark: join N users to one session through the queue's service layer
-(the Lua scripts on real Redis), then status calls, then one admission tick at that size;
+(the Lua scripts on real Redis), then status calls read from Redis (the authoritative path;
+a gateway answers most polls from memory: bench/queue_million.py), then one admission tick;
 reports joins/s, status calls/s, latency, Redis server time per call, and Redis memory per
 waiter (goal < 200 bytes).
 
@@ -28,7 +29,7 @@ import redis.asyncio as aioredis
 
 from gateway.queue.runtime import make_queue_redis
 from gateway.queue.schemas import QueuePolicy
-from gateway.queue.scripts import script_keys
+from gateway.queue.scripts import member_keys, script_keys
 from gateway.queue.service import QueueService
 from shared.config import CommonSettings
 from shared.tokens import new_user_id
@@ -149,8 +150,11 @@ async def scale_check(svc: QueueService, redis: aioredis.Redis, have: int, scale
     for start in range(have, scale, batch):
         pipe = redis.pipeline(transaction=False)
         for i in range(start, min(scale, start + batch)):
+            member = f"s{i:011d}"
             await svc.scripts.status(
-                keys=ks, args=[f"s{i:011d}", svc.bucket_ms, "join"], client=pipe
+                keys=list(member_keys(SESSION, member)),
+                args=[member, svc.bucket_ms, "join", 0, 0, member, "00"],
+                client=pipe,
             )
         await pipe.execute()
     calls1, usec1 = await evalsha_stats(redis)
@@ -162,7 +166,11 @@ async def scale_check(svc: QueueService, redis: aioredis.Redis, have: int, scale
     calls0, usec0 = await evalsha_stats(redis)
     pipe = redis.pipeline(transaction=False)
     for member in sample:
-        await svc.scripts.status(keys=ks, args=[member, svc.bucket_ms, "beat"], client=pipe)
+        await svc.scripts.status(
+            keys=list(member_keys(SESSION, member)),
+            args=[member, svc.bucket_ms, "beat", 0, 0, "", ""],
+            client=pipe,
+        )
     await pipe.execute()
     calls1, usec1 = await evalsha_stats(redis)
     usage = sum([await redis.memory_usage(k, samples=0) or 0 for k in ks])

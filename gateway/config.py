@@ -58,6 +58,13 @@ def default_routes() -> list[Route]:
     r = Route
     return [
         r(path="/api/auth/", upstream=GATEWAY, group="auth"),
+        # The pre-queue's draw record is public (anyone may audit it).
+        r(
+            path="/api/queue/{session_id}/draw",
+            methods=frozenset({"GET"}),
+            upstream=GATEWAY,
+            group="queue",
+        ),
         r(path="/api/queue/", upstream=GATEWAY, group="queue", auth=True),
         r(
             path="/api/ticketing/sessions/{session_id}/seats",

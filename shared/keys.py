@@ -80,6 +80,22 @@ def queue_key(session_id: int, name: str) -> str:
     return session_key(session_id, f"q:{name}")
 
 
+# Members of a session's queue are spread over this many small hashes (member -> line
+# number): each stays a compact listpack up to ~3 million waiters per session (Redis's
+# hash-max-listpack-entries is 128), where one big hash costs three times the memory.
+QUEUE_MEMBER_BUCKETS = 1 << 15
+
+
+def queue_members(session_id: int, bucket: int) -> str:
+    """One of the session's member buckets (``0 <= bucket < QUEUE_MEMBER_BUCKETS``)."""
+    return queue_key(session_id, f"m:{bucket}")
+
+
+def queue_draw_lock(session_id: int) -> str:
+    """Held by the gateway placing the session's pre-queue in draw order."""
+    return queue_key(session_id, "draw-lock")
+
+
 # --- gateway: rate limiting -----------------------------------------------------------------
 
 

@@ -1,9 +1,12 @@
 """Signing and verifying the two bearer tokens: access tokens (who you are) and admission
-tokens (you may book in this session now). HS256 JWTs via PyJWT; every service verifies
-them itself with the same secret, none trusts another's word."""
+tokens (you may book in this session now), HS256 JWTs via PyJWT; every service verifies
+them itself with the same secret, none trusts another's word. Also the waiting room's
+queue tickets (a compact HMAC: one is checked on every status poll)."""
 
 from __future__ import annotations
 
+import base64
+import hmac
 import time
 import uuid
 from dataclasses import dataclass
@@ -77,6 +80,30 @@ def issue_admission_token(
         "jti": uuid.uuid4().hex,
     }
     return jwt.encode(claims, secret, algorithm=ALGORITHM), exp
+
+
+def _ticket_mac(secret: str, user_id: str, session_id: int, line: int) -> str:
+    mac = hmac.new(secret.encode(), f"qt:{session_id}:{user_id}:{line}".encode(), "sha256")
+    return base64.urlsafe_b64encode(mac.digest()[:16]).decode("ascii").rstrip("=")
+
+
+def issue_queue_ticket(*, secret: str, user_id: str, session_id: int, line: int) -> str:
+    """A signed queue ticket: the holder's place in line (its line number; negative: its
+    pre-queue entry), bound to (user, session). A gateway answers the holder's status polls
+    from memory with it, without asking Redis where the user stands."""
+    return f"{line}.{_ticket_mac(secret, user_id, session_id, line)}"
+
+
+def verify_queue_ticket(ticket: str, *, secret: str, user_id: str, session_id: int) -> int | None:
+    """The line number in a valid ticket of this user and session, else None."""
+    line_s, _, mac = ticket.partition(".")
+    try:
+        line = int(line_s)
+    except ValueError:
+        return None
+    if not hmac.compare_digest(mac, _ticket_mac(secret, user_id, session_id, line)):
+        return None
+    return line
 
 
 def _decode(token: str, secret: str, typ: str) -> dict[str, object]:

@@ -48,6 +48,8 @@ def add_session(
     booking_opens_at: datetime,
     max_active: int,
     admit_per_second: float,
+    pre_queue_opens_at: datetime | None = None,
+    shuffle_at_open: bool = False,
 ) -> PerformanceSession:
     """Insert a session."""
     session = PerformanceSession(
@@ -56,6 +58,8 @@ def add_session(
         booking_opens_at=booking_opens_at,
         queue_max_active=max_active,
         queue_admit_per_second=admit_per_second,
+        queue_pre_queue_opens_at=pre_queue_opens_at,
+        queue_shuffle_at_open=shuffle_at_open,
     )
     db.add(session)
     db.flush()

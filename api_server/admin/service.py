@@ -95,6 +95,18 @@ def create_session(
     if booking_opens_at > starts_at:
         raise _invalid(["body", "booking_opens_at"], "booking must open before the session starts")
     queue = body.queue
+    pre_queue_opens_at = None
+    if queue is not None and queue.pre_queue_opens_at is not None:
+        if not EARLIEST <= queue.pre_queue_opens_at < LATEST:
+            raise _invalid(
+                ["body", "queue", "pre_queue_opens_at"],
+                f"must be between {EARLIEST:%Y} and {LATEST:%Y}",
+            )
+        pre_queue_opens_at = queue.pre_queue_opens_at.astimezone(UTC)
+        if pre_queue_opens_at >= booking_opens_at:
+            raise _invalid(
+                ["body", "queue", "pre_queue_opens_at"], "the pre-queue must open before booking"
+            )
     session = repo.add_session(
         db,
         performance_id=perf.id,
@@ -104,5 +116,7 @@ def create_session(
         admit_per_second=(
             queue.admit_per_second if queue else settings.queue_default_admit_per_second
         ),
+        pre_queue_opens_at=pre_queue_opens_at,
+        shuffle_at_open=bool(queue and queue.shuffle_at_open),
     )
     return session_reads(db=db, venue_id=perf.venue_id, sessions=[session])[0]

@@ -67,7 +67,10 @@ def session_reads(
             sold_count=sold.get(s.id, 0),
             grades=grades,
             queue=QueuePolicy(
-                max_active=s.queue_max_active, admit_per_second=float(s.queue_admit_per_second)
+                max_active=s.queue_max_active,
+                admit_per_second=float(s.queue_admit_per_second),
+                pre_queue_opens_at=s.queue_pre_queue_opens_at,
+                shuffle_at_open=s.queue_shuffle_at_open,
             ),
         )
         for s in sessions

@@ -15,6 +15,7 @@ from boxoffice.simulate.stats import admission_fairness, max_overlap, percentile
 from boxoffice.simulate.system import Target
 from boxoffice.simulate.user import Person
 from boxoffice.simulate.verify import Verification
+from shared.draw import commitment, draw_order
 
 # Request steps whose p99 the goal bounds (waiting in the queue is not a request).
 STEPS = [
@@ -124,7 +125,9 @@ def build_report(
     first_sold_out, final_sold_out = sell_out_times(people, options.seats, t0)
 
     admitted = [p for p in people if p.admitted_received is not None]
-    with_position = [p for p in admitted if p.queue_position is not None]
+    # Fairness is first come, first served among those who joined after opening (the
+    # pre-queue's order is the draw's, checked below).
+    with_position = [p for p in admitted if p.queue_position is not None and not p.pre_queue]
     windows = [p.admission_window() for p in with_position]
     fairness = admission_fairness(
         [int(p.queue_position or 0) for p in with_position],
@@ -239,6 +242,7 @@ def build_report(
             server_slots is None or server_slots <= options.max_active,
         ),
         _check("people ending in error", len(errors), "0", not errors),
+        *draw_checks(people, stage_info.get("draw")),
     ]
     p99s = {
         step: fig["p99"]
@@ -353,6 +357,49 @@ def person_row(p: Person, t0: float) -> dict[str, Any]:
         "completion_ms": r.get("completion_ms"),
         "cancelled": p.cancelled,
     }
+
+
+def draw_checks(people: list[Person], draw: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The pre-queue's draw, checked as any outsider can: the revealed seed matches the
+    commitment published before anyone joined, every pre-queue entrant's place in line is
+    its rank in HMAC-SHA256(seed, user id) order, and all of them come before everyone who
+    joined after opening."""
+    if draw is None:
+        return []
+    seed_hex = draw.get("seed")
+    seed = bytes.fromhex(seed_hex) if seed_hex else b""
+    entrants = [p.user_id for p in people if p.pre_queue and p.join_received and p.user_id]
+    rank = {u: i + 1 for i, u in enumerate(draw_order(seed, entrants))}
+    placed = [p for p in people if p.pre_queue and p.queue_position is not None]
+    off = [p for p in placed if rank.get(p.user_id or "") != p.queue_position]
+    later = [p.queue_position for p in people if not p.pre_queue and p.queue_position]
+    last_pre = max((p.queue_position or 0 for p in placed), default=0)
+    return [
+        _check(
+            "pre-queue: revealed seed matches the published commitment",
+            draw.get("commitment"),
+            "sha256(seed)",
+            bool(seed) and commitment(seed) == draw["published_commitment"] == draw["commitment"],
+        ),
+        _check(
+            "pre-queue: entrants drawn",
+            draw.get("drawn"),
+            str(len(entrants)),
+            draw.get("drawn") == len(entrants),
+        ),
+        _check(
+            "pre-queue: places not as the draw says",
+            f"{len(off)} of {len(placed)}",
+            "0",
+            not off,
+        ),
+        _check(
+            "pre-queue: ahead of every later joiner (last pre-queue place)",
+            last_pre,
+            f"< {min(later)}" if later else "(no later joiner was admitted)",
+            not later or last_pre < min(later),
+        ),
+    ]
 
 
 def _check(name: str, value: Any, goal: str, ok: bool) -> dict[str, Any]:

@@ -23,6 +23,7 @@ class Stage:
     opens_at: float  # epoch seconds
     max_active: int
     admit_per_second: float
+    commitment: str | None = None  # the pre-queue draw's, published before anyone joined
 
 
 class SetupError(RuntimeError):
@@ -82,6 +83,7 @@ async def create_stage(
     admit_per_second: float,
     label: str,
     before_session: Callable[[], Awaitable[None]] | None = None,
+    pre_queue: bool = False,
 ) -> Stage:
     """Create venue, performance and session; booking opens ``lead_s`` seconds after the
     session is created. ``before_session`` runs just before that (the crowd logs in then,
@@ -119,14 +121,28 @@ async def create_stage(
         {
             "starts_at": (now + timedelta(days=7)).isoformat(),
             "booking_opens_at": opens.isoformat(),
-            "queue": {"max_active": max_active, "admit_per_second": admit_per_second},
+            "queue": {
+                "max_active": max_active,
+                "admit_per_second": admit_per_second,
+                # The pre-queue opens at once (its entrants are drawn at opening).
+                "pre_queue_opens_at": (now - timedelta(seconds=1)).isoformat()
+                if pre_queue
+                else None,
+            },
         },
     )
     opens_at = datetime.fromisoformat(session["booking_opens_at"]).timestamp()
+    commitment = None
+    if pre_queue:
+        record = await http.get(f"{base_url}/api/queue/{session['id']}/draw")
+        if record.status_code != 200:
+            raise SetupError(f"GET draw: {record.status_code} {record.text[:200]}")
+        commitment = record.json()["commitment"]
     return Stage(
         session_id=int(session["id"]),
         seat_ids=seat_ids,
         opens_at=opens_at,
         max_active=max_active,
         admit_per_second=admit_per_second,
+        commitment=commitment,
     )

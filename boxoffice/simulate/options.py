@@ -39,6 +39,7 @@ class SimOptions:
     progress: bool = True
     browse: bool = False  # each person loads the session page (anonymous GET) before joining
     micro_cache_s: float = 0.0  # our own gateways: micro-cache TTL of the browse group
+    pre_queue_share: float = 0.0  # this share of the crowd joins the pre-queue before opening
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,6 +78,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     a("--admin-token", default=None, help="default: BOXOFFICE_ADMIN_TOKEN / settings")
     a("--seed", type=int, default=d.seed, help="random seed")
+    a(
+        "--pre-queue-share",
+        type=float,
+        default=d.pre_queue_share,
+        help="share of the crowd that joins the session's pre-queue before booking opens "
+        "(the report then checks the draw); 0: no pre-queue",
+    )
     a("--forwarded-for", action="store_true", help="send a per-user X-Forwarded-For")
     a("--no-plots", action="store_true", help="skip the PNG plots")
     a("--no-progress", action="store_true", help="no progress bar")
@@ -124,6 +132,7 @@ def from_args(args: argparse.Namespace) -> SimOptions:
         progress=not args.no_progress,
         browse=args.browse,
         micro_cache_s=args.micro_cache,
+        pre_queue_share=args.pre_queue_share,
     )
 
 
@@ -144,4 +153,8 @@ def validate(options: SimOptions) -> list[str]:
         errors.append("--micro-cache configures gateways we start; not with --url")
     if options.url and options.gateways != 1:
         errors.append("--gateways starts instances; with --url, repeat --url instead")
+    if not 0 <= options.pre_queue_share <= 1:
+        errors.append("--pre-queue-share is a share between 0 and 1")
+    if options.pre_queue_share and options.lead_s < 1:
+        errors.append("--pre-queue-share needs a --lead of at least 1 s (the pre-queue window)")
     return errors

@@ -80,6 +80,7 @@ async def simulate(
             admit_per_second=options.admit_per_second,
             label=label,
             before_session=everyone_logs_in,
+            pre_queue=options.pre_queue_share > 0,
         )
         recorder.rebase(stage.opens_at)
         sim = Simulation(
@@ -90,6 +91,11 @@ async def simulate(
             rng=rng,
         )
         arrivals = [stage.opens_at + rng.random() * options.arrival_window_s for _ in people]
+        # Part of the crowd arrives in the pre-queue window (from now until just before
+        # booking opens): the draw, not the moment of joining, places them.
+        for i in rng.sample(range(len(people)), round(options.pre_queue_share * len(people))):
+            people[i].pre_queue = True
+            arrivals[i] = time.time() + rng.random() * max(0.0, stage.opens_at - time.time() - 0.5)
         commands_before = await probe.command_counts()
         shards_before = dict(probe.per_shard)
         cpu_before = cpu_by_name(system_pids)
@@ -135,6 +141,10 @@ async def simulate(
             capacity=options.seats,
         )
         stream_lag_end = await probe.stream_lag(stage.session_id)
+        draw = None
+        if stage.commitment is not None:
+            record = await http.get(f"{base}/api/queue/{stage.session_id}/draw")
+            draw = {**record.json(), "published_commitment": stage.commitment}
         redis_commands = None
         top_commands: dict[str, int] = {}
         if commands_before is not None and commands_after is not None:
@@ -152,6 +162,7 @@ async def simulate(
             stage_info={
                 "session_id": stage.session_id,
                 "opens_at": datetime.fromtimestamp(stage.opens_at, UTC).isoformat(),
+                "draw": draw,
             },
             people=people,
             recorder=recorder,

@@ -60,6 +60,7 @@ class Person:
     replay_mismatch: bool = False
     outcome: str = "pending"
     detail: str = ""
+    pre_queue: bool = False  # joins the pre-queue (before booking opens)
 
     def admission_window(self) -> tuple[float, float] | None:
         """When the server admitted us, as tightly as a client can know it."""
@@ -218,7 +219,7 @@ class Simulation:
             if state == "expired":
                 self._finish(person, "expired")
                 return None
-            if state != "waiting":
+            if state not in ("waiting", "pre_queue"):
                 self._finish(person, "error", f"queue status {state!r}")
                 return None
             await asyncio.sleep(self._poll_interval(status))

@@ -7,9 +7,14 @@ extra instances only add ticks, and the rate bound lives in Redis (GCRA on serve
 
 Why no Pub/Sub for SSE: every instance ticks every registered session anyway, and each tick
 returns the session's change counter (``ver``, bumped by joins, admissions, expiries,
-leaves, releases and sold-out changes from any instance). When it moves, the loop wakes this
-instance's SSE streams of that session, which re-read their status. So a change reaches a
-stream within one tick (50 ms) with no extra Redis connection per stream or instance.
+leaves, releases and sold-out changes from any instance). When it moves, the service's
+snapshot of the session goes stale and the loop wakes this instance's SSE streams of that
+session; the first of them to look reads the snapshot again (once, shared), and every
+stream computes its status from it in memory. So a change reaches a stream within one tick
+(50 ms) plus the streams' coalescing gap, with one Redis read per instance per change.
+
+The loop also writes the heartbeats the service collected (one call per session per
+interval), and at opening places the pre-queue in line by its draw.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from pydantic import ValidationError
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from gateway.queue.facts import SessionFactsClient
+from gateway.queue.facts import SessionFactsClient, epoch_ms
 from gateway.queue.service import TICK_S, QueueService, QueueUnavailable
 from shared import keys
 from shared.events import ReservationCompleted, parse_event
@@ -106,8 +111,11 @@ class QueueNotifier:
     async def wait(self, session_id: int, timeout_s: float) -> None:
         """Until the session changes or ``timeout_s`` passes."""
         event = self._events.setdefault(session_id, asyncio.Event())
+        # asyncio.timeout, not wait_for: no task per waiting stream (10,000 streams of a
+        # session all wake at once, BENCHMARKS.md "A waiting room for a million").
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await event.wait()
 
 
 class SessionRegistry:
@@ -196,6 +204,7 @@ class AdmissionLoop:
                     wait_ms = await self.step(session_id)
                     if wait_ms > 0:
                         sleep_s = min(sleep_s, wait_ms / 1000)
+                await self.service.flush_beats()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # a bad round must not end admission on this instance
@@ -215,7 +224,13 @@ class AdmissionLoop:
             return 0
         try:
             await self.drain_events(session_id)
-            result = await self.service.tick(session_id=session_id, policy=facts.policy)
+            pre_queue = facts.pre_queue_opens_at is not None
+            opens_ms = epoch_ms(facts.booking_opens_at) if pre_queue else 0
+            result = await self.service.tick(
+                session_id=session_id, policy=facts.policy, opens_ms=opens_ms
+            )
+            if result.pre_queue and not result.drawn:
+                await self.service.draw(session_id=session_id, shuffle=facts.shuffle_at_open)
         except QueueUnavailable as e:
             log.warning("queue tick failed for session %s", session_id)
             self.failing = str(e)

@@ -18,6 +18,8 @@ from svckit.single_flight import SingleFlight
 class _PolicyBody(BaseModel):
     max_active: int
     admit_per_second: float
+    pre_queue_opens_at: AwareDatetime | None = None
+    shuffle_at_open: bool = True
 
 
 class _SessionBody(BaseModel):
@@ -91,11 +93,24 @@ class SessionFactsClient:
             booking_opens_at=body.booking_opens_at,
             seat_count=body.seat_count,
             policy=policy,
+            pre_queue_opens_at=body.queue.pre_queue_opens_at if body.queue else None,
+            shuffle_at_open=body.queue.shuffle_at_open if body.queue else True,
         )
         self._cache[session_id] = (time.monotonic() + self.ttl_s, facts)
         return facts
 
 
 def opens_in_s(facts: SessionFacts, now: datetime) -> float:
-    """Seconds until booking opens (<= 0 once open)."""
-    return (facts.booking_opens_at - now).total_seconds()
+    """Seconds until joining opens (<= 0 once open): the pre-queue's opening when the
+    session has one, else booking's."""
+    return (joining_opens_at(facts) - now).total_seconds()
+
+
+def joining_opens_at(facts: SessionFacts) -> datetime:
+    """When the first user may join: the pre-queue's opening, else booking's."""
+    return facts.pre_queue_opens_at or facts.booking_opens_at
+
+
+def epoch_ms(at: datetime | None) -> int:
+    """Epoch milliseconds of ``at`` (0 for None), as the queue scripts compare times."""
+    return 0 if at is None else int(at.timestamp() * 1000)

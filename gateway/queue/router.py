@@ -1,36 +1,46 @@
-"""Queue routes (API.md "Queue admission"): join, status, leave, and an SSE stream.
+"""Queue routes (API.md "Queue admission"): join, status, leave, the pre-queue's draw, and
+an SSE stream. Thin: the logic is ``QueueService``'s (service.py).
 
-Every route needs identity (the front layer verified the access token). Redis trouble is a
-503 problem: the queue fails closed, it never admits (or claims to) on a guess."""
+Every route but the draw needs identity (the front layer verified the access token). Redis
+trouble is a 503 problem: the queue fails closed, it never admits (or claims to) on a guess.
+
+A join (and a status) answers with the caller's queue ticket in ``X-Queue-Ticket``; sent
+back on a status poll or stream, it tells any gateway where the caller stands in line
+without asking Redis (a gateway also remembers the line numbers it has seen)."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Header, Path, Request, Response
 from sse_starlette import EventSourceResponse
 from starlette.datastructures import State
 
 from gateway.dependencies import CurrentUser
 from gateway.front import FastRoute
-from gateway.queue.facts import opens_in_s
 from gateway.queue.runtime import QueueRuntime
-from gateway.queue.schemas import QueuePolicy, QueueStatus, QueueView
-from gateway.queue.service import QueueUnavailable
+from gateway.queue.schemas import QueueStatus
+from gateway.queue.service import QueueService, QueueUnavailable
 from shared.schemas.common import problem_responses
-from shared.tokens import AccessClaims
-from svckit.errors import AppError, Conflict, NotFound, ServiceUnavailable
+from shared.schemas.queue import QueueDraw
+from shared.tokens import AccessClaims, issue_queue_ticket, verify_queue_ticket
+from svckit.errors import NotFound, ServiceUnavailable
 
 router = APIRouter()
 
 SessionId = Annotated[int, Path(ge=1, le=2**53, description="The session's id.")]
+Ticket = Annotated[
+    str | None,
+    Header(alias="X-Queue-Ticket", max_length=128, description="The caller's queue ticket."),
+]
+LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
 # SSE: re-read at least this often (it doubles as the heartbeat), never more often than this.
 SSE_MIN_GAP_S = 0.2
 SSE_PING_S = 15
+TICKET_HEADER = "X-Queue-Ticket"
 
 
 async def get_queue(request: Request) -> QueueRuntime:
@@ -42,55 +52,42 @@ async def get_queue(request: Request) -> QueueRuntime:
 QueueDep = Annotated[QueueRuntime, Depends(get_queue)]
 
 
-def _unavailable(e: QueueUnavailable) -> ServiceUnavailable:
+def _unavailable() -> ServiceUnavailable:
     return ServiceUnavailable("the waiting room is unavailable, try again", retry_after=1)
 
 
-async def _policy(queue: QueueRuntime, session_id: int) -> QueuePolicy:
-    # Only for the wait estimate: a stale or default policy is better than no status.
-    try:
-        return (await queue.facts.get(session_id)).policy
-    except AppError:
-        cached = queue.facts.cached(session_id)
-        return cached.policy if cached else queue.facts.default_policy
-
-
-async def _status(
-    queue: QueueRuntime, session_id: int, user_id: str, *, beat: bool = True
-) -> tuple[QueueView, QueueStatus | None]:
-    try:
-        view = await queue.service.status(session_id=session_id, user_id=user_id, beat=beat)
-    except QueueUnavailable as e:
-        raise _unavailable(e) from e
-    if view.state == "none":
-        return view, None
-    policy = await _policy(queue, session_id)
-    return view, queue.service.render(view, session_id=session_id, user_id=user_id, policy=policy)
-
-
-async def join(queue: QueueRuntime, session_id: int, user_id: str) -> QueueStatus:
+async def join(service: QueueService, session_id: int, user_id: str) -> QueueStatus:
     """Join (or re-join, keeping the place) and return the caller's status."""
-    facts = await queue.facts.get(session_id)  # unknown session → 404
-    if opens_in_s(facts, datetime.now(UTC)) > 0:
-        raise Conflict(
-            "booking for this session has not opened yet",
-            opens_at=facts.booking_opens_at.astimezone(UTC).isoformat(),
+    try:
+        return await service.join_user(session_id=session_id, user_id=user_id)
+    except QueueUnavailable as e:
+        raise _unavailable() from e
+
+
+async def status_of(
+    service: QueueService, session_id: int, user_id: str, ticket: str | None = None
+) -> QueueStatus:
+    """The caller's status (a heartbeat); 404 for a user without a place."""
+    line = None
+    if ticket:
+        line = verify_queue_ticket(
+            ticket, secret=service.secret, user_id=user_id, session_id=session_id
         )
     try:
-        view = await queue.service.join(session_id=session_id, user_id=user_id)
-        await queue.registry.register(session_id)
-        queue.loop.wake(session_id)
+        status = await service.status_of(session_id=session_id, user_id=user_id, line=line)
     except QueueUnavailable as e:
-        raise _unavailable(e) from e
-    return queue.service.render(view, session_id=session_id, user_id=user_id, policy=facts.policy)
-
-
-async def status_of(queue: QueueRuntime, session_id: int, user_id: str) -> QueueStatus:
-    """The caller's status (a heartbeat); 404 for a user without a place."""
-    _, status = await _status(queue, session_id, user_id)
+        raise _unavailable() from e
     if status is None:
         raise NotFound("you are not in this session's queue")
     return status
+
+
+def _with_ticket(service: QueueService, response: Response, session_id: int, user_id: str) -> None:
+    line = service.line_of(session_id, user_id)
+    if line is not None:
+        response.headers[TICKET_HEADER] = issue_queue_ticket(
+            secret=service.secret, user_id=user_id, session_id=session_id, line=line
+        )
 
 
 @router.post(
@@ -98,9 +95,24 @@ async def status_of(queue: QueueRuntime, session_id: int, user_id: str) -> Queue
     response_model=QueueStatus,
     responses=problem_responses(401, 404, 409, 422, 503),
 )
-async def join_queue(session_id: SessionId, user: CurrentUser, queue: QueueDep) -> QueueStatus:
-    """Join the session's waiting room; joining again keeps the place."""
-    return await join(queue, session_id, user.user_id)
+async def join_queue(
+    session_id: SessionId, user: CurrentUser, queue: QueueDep, response: Response
+) -> QueueStatus:
+    """Join the session's waiting room (its pre-queue before booking opens); joining again
+    keeps the place. The queue ticket comes back in ``X-Queue-Ticket``."""
+    status = await join(queue.service, session_id, user.user_id)
+    _with_ticket(queue.service, response, session_id, user.user_id)
+    return status
+
+
+@router.get("/{session_id}/draw", response_model=QueueDraw, responses=problem_responses(404, 422))
+async def queue_draw(session_id: SessionId, queue: QueueDep) -> QueueDraw:
+    """The pre-queue's draw (no auth): the seed's SHA-256 from the pre-queue's opening, the
+    seed itself once booking opens, and how many entrants the draw ordered."""
+    try:
+        return await queue.service.draw_of(session_id=session_id)
+    except QueueUnavailable as e:
+        raise _unavailable() from e
 
 
 @router.get(
@@ -108,27 +120,40 @@ async def join_queue(session_id: SessionId, user: CurrentUser, queue: QueueDep) 
     response_model=QueueStatus,
     responses=problem_responses(401, 404, 422, 503),
 )
-async def queue_status(session_id: SessionId, user: CurrentUser, queue: QueueDep) -> QueueStatus:
+async def queue_status(
+    session_id: SessionId,
+    user: CurrentUser,
+    queue: QueueDep,
+    response: Response,
+    ticket: Ticket = None,
+) -> QueueStatus:
     """Where the caller stands; polling it is the waiter's heartbeat."""
-    return await status_of(queue, session_id, user.user_id)
+    status = await status_of(queue.service, session_id, user.user_id, ticket)
+    if ticket is None:
+        _with_ticket(queue.service, response, session_id, user.user_id)
+    return status
 
 
 def fast_routes(prefix: str) -> list[FastRoute]:
     """Join and status for the front layer's fast path (``gateway/front.py``): every waiter
     repeats them at on-sale time, and FastAPI's routing and dependency resolution cost more
     CPU than the call itself (a third of the gateway's, profiled). The routes above stay:
-    they document the API, and answer whatever the fast path declines (ids out of range)."""
+    they document the API, and answer whatever the fast path declines (ids out of range).
+    The fast path sees no request headers: it finds the caller's line number in what this
+    gateway remembers (its joins and earlier polls), else asks Redis once."""
     base = re.escape(prefix.encode())
 
     async def fast_join(state: State, session_id: int, user: AccessClaims) -> bytes | None:
         if not _valid_session_id(session_id):
             return None
-        return (await join(state.queue, session_id, user.user_id)).model_dump_json().encode()
+        return (
+            (await join(state.queue.service, session_id, user.user_id)).model_dump_json().encode()
+        )
 
     async def fast_status(state: State, session_id: int, user: AccessClaims) -> bytes | None:
         if not _valid_session_id(session_id):
             return None
-        status = await status_of(state.queue, session_id, user.user_id)
+        status = await status_of(state.queue.service, session_id, user.user_id)
         return status.model_dump_json().encode()
 
     return [
@@ -147,7 +172,7 @@ async def leave_queue(session_id: SessionId, user: CurrentUser, queue: QueueDep)
     try:
         await queue.service.leave(session_id=session_id, user_id=user.user_id)
     except QueueUnavailable as e:
-        raise _unavailable(e) from e
+        raise _unavailable() from e
     return Response(status_code=204)
 
 
@@ -159,33 +184,48 @@ async def leave_queue(session_id: SessionId, user: CurrentUser, queue: QueueDep)
     },
 )
 async def queue_events(
-    session_id: SessionId, user: CurrentUser, queue: QueueDep
+    session_id: SessionId,
+    user: CurrentUser,
+    queue: QueueDep,
+    ticket: Ticket = None,
+    last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
-    """Server-Sent Events: a ``status`` event (a QueueStatus) on every change; pings keep
-    proxies from closing the stream; an open stream is the waiter's heartbeat."""
-    _, first = await _status(queue, session_id, user.user_id)
-    if first is None:
-        raise NotFound("you are not in this session's queue")
+    """Server-Sent Events: a ``status`` event (a QueueStatus) on every change, its id the
+    session's change counter (a client reconnecting with ``Last-Event-ID`` is not sent the
+    status it already has); pings keep proxies from closing the stream; an open stream is
+    the waiter's heartbeat. Every stream of a session on this gateway reads the one snapshot
+    of it in memory: a change costs one Redis read per gateway, not one per stream."""
+    service = queue.service
+    first = await status_of(service, session_id, user.user_id, ticket)
     # Re-read often enough to keep the heartbeat fresh even when nothing changes.
     refresh_s = max(0.5, min(queue.heartbeat_timeout_s / 3, 5.0))
+
+    def version() -> str:
+        snap = service.cached_snapshot(session_id)
+        return str(snap.version if snap else 0)
 
     async def events() -> AsyncIterator[dict[str, str]]:
         status: QueueStatus | None = first
         last: str | None = None
+        resume = last_event_id
         while True:
             if status is None:
                 yield {"event": "gone", "data": "{}"}
                 return
             # The token is re-signed on every read; a change is a change of anything else.
             key = status.model_dump_json(exclude={"admission_token"})
+            event_id = version()
+            if resume is not None and resume == event_id:
+                last = key  # the client has this one already
+            resume = None
             if key != last:
                 last = key
-                yield {"event": "status", "data": status.model_dump_json()}
+                yield {"id": event_id, "event": "status", "data": status.model_dump_json()}
             await queue.notifier.wait(session_id, refresh_s)
             await asyncio.sleep(SSE_MIN_GAP_S)  # coalesce a burst of changes into one read
             try:
-                _, status = await _status(queue, session_id, user.user_id)
-            except ServiceUnavailable:
+                status = await service.status_of(session_id=session_id, user_id=user.user_id)
+            except QueueUnavailable:
                 yield {"event": "error", "data": '{"detail": "the waiting room is unavailable"}'}
                 return
 

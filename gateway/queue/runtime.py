@@ -73,18 +73,19 @@ def build_queue(
     options = queue_redis_options(settings)
     if redis is None:
         redis = make_async_redis(options)
+    facts = SessionFactsClient(
+        client=api_client,
+        default_policy=QueuePolicy(
+            settings.queue_default_max_active, settings.queue_default_admit_per_second
+        ),
+    )
     service = QueueService(
         redis=redis,
         secret=settings.secret_key,
         heartbeat_timeout_s=settings.queue_heartbeat_timeout_s,
         admission_ttl_s=settings.admission_ttl_s,
         pipelined=make_pipelined(options),
-    )
-    facts = SessionFactsClient(
-        client=api_client,
-        default_policy=QueuePolicy(
-            settings.queue_default_max_active, settings.queue_default_admit_per_second
-        ),
+        facts=facts,
     )
     sessions = SessionRegistry(redis)
     notifier = QueueNotifier()
@@ -98,6 +99,12 @@ def build_queue(
         notifier=notifier,
         metrics=metrics,
     )
+
+    async def joined(session_id: int) -> None:
+        await sessions.register(session_id)
+        loop.wake(session_id)
+
+    service.on_join = joined
     return QueueRuntime(
         service=service,
         facts=facts,

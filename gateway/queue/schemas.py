@@ -10,7 +10,7 @@ from shared.schemas.queue import QueueState, QueueStatus
 
 __all__ = ["QueuePolicy", "QueueState", "QueueStatus", "QueueView", "SessionFacts", "TickResult"]
 
-ViewState = Literal["waiting", "admitted", "expired", "sold_out", "none"]
+ViewState = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out", "none", "early"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +30,8 @@ class SessionFacts:
     booking_opens_at: datetime
     seat_count: int
     policy: QueuePolicy
+    pre_queue_opens_at: datetime | None = None
+    shuffle_at_open: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +39,7 @@ class QueueView:
     """One member's raw state as the status script saw it."""
 
     state: ViewState
-    seq: int  # 1-based join order (0 when unknown)
+    seq: int  # the line number: 1-based place in line order (0 when unknown)
     rank: int  # 0-based rank among the waiting
     admitted_s: int
     expires_s: int
@@ -46,6 +48,7 @@ class QueueView:
     alog_oldest_ms: int
     now_ms: int
     version: int  # the session's change counter
+    draw_rank: int | None = None  # 1-based place among the pre-queue, after the draw
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,3 +63,5 @@ class TickResult:
     version: int
     next_ms: int  # > 0: the rate limit allows the next admission in this many ms
     sold_out: bool
+    pre_queue: int = 0  # entrants of the pre-queue (0: none, or not closed yet)
+    drawn: bool = False  # the pre-queue has been placed in draw order

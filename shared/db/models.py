@@ -10,6 +10,7 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     ForeignKey,
     Index,
@@ -92,6 +93,10 @@ class PerformanceSession(Base):
     booking_opens_at: Mapped[datetime] = mapped_column(UTCDateTime())
     queue_max_active: Mapped[int] = mapped_column(Integer)
     queue_admit_per_second: Mapped[float] = mapped_column(Numeric(10, 3, asdecimal=False))
+    # The pre-queue (API.md "Queue admission"): joining opens here, before booking, and the
+    # entrants are put in line by a draw at opening (shuffled unless told otherwise).
+    queue_pre_queue_opens_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    queue_shuffle_at_open: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
     performance: Mapped[Performance] = relationship(back_populates="sessions")

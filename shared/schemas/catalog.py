@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.ids import MAX_ID
 from shared.schemas.common import Price
@@ -90,6 +90,20 @@ class QueuePolicy(BaseModel):
     # The column keeps thousandths (NUMERIC(10, 3)) under CHECK > 0: a smaller rate would be
     # stored as 0 and refused by the database.
     admit_per_second: float = Field(ge=MIN_ADMIT_PER_SECOND, le=100_000)
+    pre_queue_opens_at: AwareDatetime | None = Field(
+        default=None, description="Joining opens here, before booking: the pre-queue."
+    )
+    shuffle_at_open: bool | None = Field(
+        default=None,
+        description="Put the pre-queue in line by a verifiable draw at opening (default: "
+        "true when there is a pre-queue), else in join order.",
+    )
+
+    @model_validator(mode="after")
+    def _shuffle_default(self) -> QueuePolicy:
+        if self.shuffle_at_open is None:
+            self.shuffle_at_open = self.pre_queue_opens_at is not None
+        return self
 
 
 class SessionCreate(BaseModel):

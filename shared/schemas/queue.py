@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-QueueState = Literal["waiting", "admitted", "expired", "sold_out"]
+QueueState = Literal["pre_queue", "waiting", "admitted", "expired", "sold_out"]
 
 
 class QueueStatus(BaseModel):
@@ -20,3 +20,13 @@ class QueueStatus(BaseModel):
     estimated_wait_s: float | None
     admission_token: str | None
     admission_expires_at: datetime | None
+    draw_rank: int | None = None
+
+
+class QueueDraw(BaseModel):
+    """A pre-queue's draw: the seed's commitment at once, the seed itself after opening."""
+
+    session_id: int
+    commitment: str | None
+    seed: str | None
+    drawn: int

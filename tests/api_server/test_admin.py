@@ -101,7 +101,12 @@ class TestCreatePerformanceAndSession:
         # Normalised to UTC, the offset of the request notwithstanding.
         assert session["booking_opens_at"] == "2031-04-01T01:00:00Z"
         assert session["starts_at"] == "2031-05-01T20:00:00Z"
-        assert session["queue"] == {"max_active": 77, "admit_per_second": 3.5}  # settings
+        assert session["queue"] == {  # settings; no pre-queue
+            "max_active": 77,
+            "admit_per_second": 3.5,
+            "pre_queue_opens_at": None,
+            "shuffle_at_open": False,
+        }
         assert session["seat_count"] == 43
         assert session["sold_count"] == 0
         assert session["grades"] == [
@@ -120,7 +125,54 @@ class TestCreatePerformanceAndSession:
             f"/api/admin/performances/{perf.id}/sessions", json=body, headers=ADMIN
         )
         assert resp.status_code == 201, resp.text
-        assert resp.json()["queue"] == {"max_active": 1, "admit_per_second": 0.5}
+        assert resp.json()["queue"] == {
+            "max_active": 1,
+            "admit_per_second": 0.5,
+            "pre_queue_opens_at": None,
+            "shuffle_at_open": False,
+        }
+
+    @pytest.mark.parametrize(
+        ("extra", "shuffle"), [({}, True), ({"shuffle_at_open": False}, False)]
+    )
+    async def test_a_pre_queue_is_stored_and_shuffled_by_default(
+        self, api: httpx.AsyncClient, db: Session, extra: dict[str, Any], shuffle: bool
+    ) -> None:
+        _, perf, _ = add_catalog(db)
+        queue = {
+            "max_active": 5,
+            "admit_per_second": 2,
+            "pre_queue_opens_at": "2031-04-01T00:30:00Z",
+        }
+        body = {**SESSION, "queue": {**queue, **extra}}
+        resp = await api.post(
+            f"/api/admin/performances/{perf.id}/sessions", json=body, headers=ADMIN
+        )
+        assert resp.status_code == 201, resp.text
+        got = resp.json()["queue"]
+        assert (got["pre_queue_opens_at"], got["shuffle_at_open"]) == (
+            "2031-04-01T00:30:00Z",
+            shuffle,
+        )
+        again = await api.get(f"/api/sessions/{resp.json()['id']}")
+        assert again.json()["queue"] == got
+
+    async def test_a_pre_queue_opening_after_booking_is_422(
+        self, api: httpx.AsyncClient, db: Session
+    ) -> None:
+        _, perf, _ = add_catalog(db)
+        queue = {
+            "max_active": 5,
+            "admit_per_second": 2,
+            "pre_queue_opens_at": "2031-04-01T01:00:00Z",
+        }
+        resp = await api.post(
+            f"/api/admin/performances/{perf.id}/sessions",
+            json={**SESSION, "queue": queue},  # booking opens 2031-04-01T01:00:00Z too
+            headers=ADMIN,
+        )
+        assert resp.status_code == 422, resp.text
+        assert resp.headers["content-type"].startswith("application/problem+json")
 
     async def test_booking_may_open_when_the_session_starts(
         self, api: httpx.AsyncClient, db: Session

@@ -122,7 +122,12 @@ class TestSessions:
             {"grade": "VIP", "price": 150000, "seat_count": 6},
             {"grade": "R", "price": 90, "seat_count": 4},
         ]
-        assert body["queue"] == {"max_active": 5, "admit_per_second": 2.5}
+        assert body["queue"] == {
+            "max_active": 5,
+            "admit_per_second": 2.5,
+            "pre_queue_opens_at": None,
+            "shuffle_at_open": False,
+        }
 
     async def test_performance_sessions_carry_their_own_sold_counts(
         self, api: httpx.AsyncClient, db: Session

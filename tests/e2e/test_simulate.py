@@ -30,7 +30,11 @@ pytestmark = [
 ]
 
 
+# The pre-queue variant: 15 entrants (at most 4 seats each) leave seats for later joiners,
+# whose admission order Kendall tau measures.
+@pytest.mark.parametrize("pre_queue_share", [0.0, 0.05], ids=["plain", "pre-queue"])
 def test_small_onsale_sells_out_fairly_and_loses_nothing(
+    pre_queue_share: float,
     database_url: str,
     clean_db: Engine,
     redis_url: str,
@@ -75,6 +79,7 @@ def test_small_onsale_sells_out_fairly_and_loses_nothing(
         "--drain-timeout=20",
         "--no-progress",
         f"--out={out}",
+        f"--pre-queue-share={pre_queue_share}",
     ]
     try:
         proc = subprocess.run(
@@ -104,5 +109,7 @@ def test_small_onsale_sells_out_fairly_and_loses_nothing(
     assert report["fairness"]["kendall_tau"] == 1.0
     assert report["fairness"]["max_active_observed"] <= 40
     assert summary.get("outcome_cancelled", 0) >= 1  # P(none) ~ 0.8**45: negligible
+    draw_rows = [row for row in report["invariants"] if row["name"].startswith("pre-queue")]
+    assert len(draw_rows) == (4 if pre_queue_share else 0)  # and all ok (above)
     assert (out / "timeline.png").stat().st_size > 0
     assert (out / "latency.png").stat().st_size > 0

@@ -53,7 +53,6 @@ def make_upstream_mock() -> respx.Router:
     """api_server with sessions 1 (open), 2 (opens tomorrow), 3 (open, 2 slots), else 404;
     ticket_server answers 200 to anything."""
     now = datetime.now(UTC)
-    router = respx.Router(assert_all_called=False)
     bodies = {
         OPEN_SESSION: session_body(
             OPEN_SESSION, opens_at=now - timedelta(hours=1), max_active=1000, rate=1000
@@ -66,6 +65,17 @@ def make_upstream_mock() -> respx.Router:
         ),
     }
 
+    router = mock_sessions(bodies)
+    router.route(url__regex=r"/api/ticketing/").mock(
+        return_value=httpx.Response(200, json={"ok": True})
+    )
+    return router
+
+
+def mock_sessions(bodies: dict[int, dict[str, Any]]) -> respx.Router:
+    """api_server answering ``GET /api/sessions/{id}`` from ``bodies`` (else 404)."""
+    router = respx.Router(assert_all_called=False)
+
     def session(request: httpx.Request, session_id: str) -> httpx.Response:
         body = bodies.get(int(session_id))
         if body is None:
@@ -74,9 +84,6 @@ def make_upstream_mock() -> respx.Router:
 
     router.get(url__regex=r"/api/sessions/(?P<session_id>\d+)$").mock(side_effect=session)
     router.get(url__regex=r"/healthz$").mock(return_value=httpx.Response(200, json={}))
-    router.route(url__regex=r"/api/ticketing/").mock(
-        return_value=httpx.Response(200, json={"ok": True})
-    )
     return router
 
 
