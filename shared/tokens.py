@@ -82,26 +82,33 @@ def issue_admission_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM), exp
 
 
-def _ticket_mac(secret: str, user_id: str, session_id: int, line: int) -> str:
-    mac = hmac.new(secret.encode(), f"qt:{session_id}:{user_id}:{line}".encode(), "sha256")
+def _ticket_mac(secret: str, user_id: str, session_id: int, line: int, gen: int) -> str:
+    mac = hmac.new(secret.encode(), f"qt:{session_id}:{user_id}:{line}:{gen}".encode(), "sha256")
     return base64.urlsafe_b64encode(mac.digest()[:16]).decode("ascii").rstrip("=")
 
 
-def issue_queue_ticket(*, secret: str, user_id: str, session_id: int, line: int) -> str:
+def issue_queue_ticket(
+    *, secret: str, user_id: str, session_id: int, line: int, gen: int = 0
+) -> str:
     """A signed queue ticket: the holder's place in line (its line number; negative: its
-    pre-queue entry), bound to (user, session). A gateway answers the holder's status polls
-    from memory with it, without asking Redis where the user stands."""
-    return f"{line}.{_ticket_mac(secret, user_id, session_id, line)}"
+    pre-queue entry), bound to (user, session) and to the line's generation ``gen`` (a line
+    Redis lost and started again has another, and its numbers mean other people). A gateway
+    answers the holder's status polls from memory with it, without asking Redis where the
+    user stands."""
+    return f"{line}.{_ticket_mac(secret, user_id, session_id, line, gen)}"
 
 
-def verify_queue_ticket(ticket: str, *, secret: str, user_id: str, session_id: int) -> int | None:
-    """The line number in a valid ticket of this user and session, else None."""
+def verify_queue_ticket(
+    ticket: str, *, secret: str, user_id: str, session_id: int, gen: int = 0
+) -> int | None:
+    """The line number in a valid ticket of this user, session and line generation, else
+    None."""
     line_s, _, mac = ticket.partition(".")
     try:
         line = int(line_s)
     except ValueError:
         return None
-    if not hmac.compare_digest(mac, _ticket_mac(secret, user_id, session_id, line)):
+    if not hmac.compare_digest(mac, _ticket_mac(secret, user_id, session_id, line, gen)):
         return None
     return line
 

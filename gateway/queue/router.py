@@ -26,7 +26,7 @@ from gateway.queue.schemas import QueueStatus
 from gateway.queue.service import QueueService, QueueUnavailable
 from shared.schemas.common import problem_responses
 from shared.schemas.queue import QueueDraw
-from shared.tokens import AccessClaims, issue_queue_ticket, verify_queue_ticket
+from shared.tokens import AccessClaims
 from svckit.errors import NotFound, ServiceUnavailable
 
 router = APIRouter()
@@ -68,13 +68,8 @@ async def status_of(
     service: QueueService, session_id: int, user_id: str, ticket: str | None = None
 ) -> QueueStatus:
     """The caller's status (a heartbeat); 404 for a user without a place."""
-    line = None
-    if ticket:
-        line = verify_queue_ticket(
-            ticket, secret=service.secret, user_id=user_id, session_id=session_id
-        )
     try:
-        status = await service.status_of(session_id=session_id, user_id=user_id, line=line)
+        status = await service.status_of(session_id=session_id, user_id=user_id, ticket=ticket)
     except QueueUnavailable as e:
         raise _unavailable() from e
     if status is None:
@@ -83,11 +78,9 @@ async def status_of(
 
 
 def _with_ticket(service: QueueService, response: Response, session_id: int, user_id: str) -> None:
-    line = service.line_of(session_id, user_id)
-    if line is not None:
-        response.headers[TICKET_HEADER] = issue_queue_ticket(
-            secret=service.secret, user_id=user_id, session_id=session_id, line=line
-        )
+    ticket = service.ticket_for(session_id, user_id)
+    if ticket is not None:
+        response.headers[TICKET_HEADER] = ticket
 
 
 @router.post(
@@ -129,7 +122,8 @@ async def queue_status(
 ) -> QueueStatus:
     """Where the caller stands; polling it is the waiter's heartbeat."""
     status = await status_of(queue.service, session_id, user.user_id, ticket)
-    if ticket is None:
+    if ticket is None or queue.service.ticket_line(session_id, user.user_id, ticket) is None:
+        # A new ticket where the old one no longer holds (the line was lost and joined again).
         _with_ticket(queue.service, response, session_id, user.user_id)
     return status
 

@@ -44,7 +44,7 @@ from gateway.queue.snapshot import Snapshot
 from shared import keys
 from shared.draw import commitment, draw_order
 from shared.schemas.queue import QueueDraw
-from shared.tokens import issue_admission_token
+from shared.tokens import issue_admission_token, issue_queue_ticket, verify_queue_ticket
 from svckit.errors import Conflict, NotFound
 from svckit.redis_client import REDIS_ERRORS
 from svckit.redis_pipeline import AnyPipelined
@@ -438,6 +438,13 @@ class QueueService:
         ]
         raw = await self._run("snapshot", session_id, args)
         snap = Snapshot.parse(raw, previous)  # type: ignore[arg-type]
+        if previous is not None and previous.gen != snap.gen:
+            # Redis lost the line (a flush, a restart without persistence): the line
+            # numbers remembered here name places of the old line, maybe other people's in
+            # the new one. Forget them: those users are asked of Redis (and told to join
+            # again) instead of being answered from memory.
+            self._lines.pop(session_id, None)
+            self._beats.pop(session_id, None)
         self._snapshots[session_id] = snap
         return snap
 
@@ -502,13 +509,49 @@ class QueueService:
             return QueueView("sold_out", line, 0, 0, 0, *common, snap.version, draw_rank)
         return QueueView("waiting", line, snap.rank(line), 0, 0, *common, snap.version, draw_rank)
 
-    async def peek(self, *, session_id: int, user_id: str, line: int | None = None) -> QueueView:
+    def ticket_line(self, session_id: int, user_id: str, ticket: str) -> int | None:
+        """The line number of a queue ticket valid for the line as last read here (None:
+        forged, another user's or session's, or of a line Redis has since lost)."""
+        snap = self._snapshots.get(session_id)
+        return verify_queue_ticket(
+            ticket,
+            secret=self.secret,
+            user_id=user_id,
+            session_id=session_id,
+            gen=snap.gen if snap else 0,
+        )
+
+    def ticket_for(self, session_id: int, user_id: str) -> str | None:
+        """A queue ticket for the user's remembered line, bound to the line's generation."""
+        line = self.line_of(session_id, user_id)
+        snap = self._snapshots.get(session_id)
+        if line is None or snap is None:
+            return None
+        return issue_queue_ticket(
+            secret=self.secret, user_id=user_id, session_id=session_id, line=line, gen=snap.gen
+        )
+
+    async def peek(
+        self,
+        *,
+        session_id: int,
+        user_id: str,
+        ticket: str | None = None,
+        line: int | None = None,
+    ) -> QueueView:
         """Where the user stands, from the snapshot where it can tell (a heartbeat for a
-        waiter, written with the next batch), else from Redis."""
+        waiter, written with the next batch), else from Redis. ``ticket``: the user's queue
+        ticket; ``line``: a line number the caller already verified."""
+        if line is not None:
+            self.remember_line(session_id, user_id, line)
+        elif ticket:
+            # Checked against the snapshot it is answered from: its generation must match.
+            await self.snapshot(session_id)
+            line = self.ticket_line(session_id, user_id, ticket)
+            if line is not None:
+                self.remember_line(session_id, user_id, line)
         if line is None:
             line = self.line_of(session_id, user_id)
-        else:
-            self.remember_line(session_id, user_id, line)
         if line is not None:
             snap = await self.snapshot(session_id)
             view = self._from_snapshot(snap, line)
@@ -587,10 +630,10 @@ class QueueService:
         return self.render(view, session_id=session_id, user_id=user_id, policy=facts.policy)
 
     async def status_of(
-        self, *, session_id: int, user_id: str, line: int | None = None
+        self, *, session_id: int, user_id: str, ticket: str | None = None
     ) -> QueueStatus | None:
         """The caller's status (a heartbeat); None for a user without a place."""
-        view = await self.peek(session_id=session_id, user_id=user_id, line=line)
+        view = await self.peek(session_id=session_id, user_id=user_id, ticket=ticket)
         if view.state == "none":
             return None
         policy = await self.policy_of(session_id)

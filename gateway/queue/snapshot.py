@@ -103,6 +103,7 @@ class Snapshot:
     dver: int  # drop-bitmap version
     closed: bool
     drops: DropIndex
+    gen: int  # the line's generation: another one means Redis lost the line (snapshot.lua)
     batches: tuple[Batch, ...]
     lasts: tuple[int, ...]  # the ``last`` of each batch (ascending)
     taken_at: float = field(default_factory=time.monotonic)
@@ -139,7 +140,7 @@ class Snapshot:
             drops = previous.drops
         else:
             drops = DropIndex()
-        fresh = [Batch.parse(b) for b in raw[16:]]
+        fresh = [Batch.parse(b) for b in raw[17:]]
         kept = [b for b in (previous.batches if previous else ()) if b.expires_s * 1000 > now_ms]
         batches = tuple(kept + fresh)
         return cls(
@@ -158,6 +159,7 @@ class Snapshot:
             dver=n[12],
             closed=n[13] == 1,
             drops=drops,
+            gen=_int(raw[16]),
             batches=batches,
             lasts=tuple(b.last for b in batches),
         )

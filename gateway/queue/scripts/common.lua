@@ -73,6 +73,16 @@ local function bump()
   redis.call('HINCRBY', KEYS[K_META], 'ver', 1)
 end
 
+-- The line's generation: set when its first place is given out. Redis losing the line (a
+-- flush, a restart without persistence) starts a new one, so a gateway can tell a line
+-- number it remembers, or a ticket carries, from a number of the new line.
+local function ensure_gen()
+  if redis.call('HEXISTS', KEYS[K_META], 'gen') == 0 then
+    local t = redis.call('TIME')
+    redis.call('HSET', KEYS[K_META], 'gen', t[1] .. string.format('%06d', tonumber(t[2])))
+  end
+end
+
 local function meta_int(field)
   return tonumber(redis.call('HGET', KEYS[K_META], field)) or 0
 end

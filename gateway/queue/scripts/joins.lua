@@ -26,7 +26,10 @@ end
 local count = 0
 for i = 1, n do if fresh[i] then count = count + 1 end end
 local first = 0
-if count > 0 then first = base + redis.call('HINCRBY', KEYS[K_META], 'seq', count) - count end
+if count > 0 then
+  ensure_gen()
+  first = base + redis.call('HINCRBY', KEYS[K_META], 'seq', count) - count
+end
 local cur = math.floor(now / bucket_ms)
 local k = 0
 for i = 1, n do

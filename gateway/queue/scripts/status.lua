@@ -83,6 +83,7 @@ if now < opens_ms then
     -- The pre-queue: no place yet, only a ticket in the draw. The seed is fixed by the
     -- first entrant at the latest (its commitment is public from then on).
     redis.call('HSETNX', KEYS[K_META], 'seed', ARGV[7])
+    ensure_gen()
     local p = tonumber(redis.call('HGET', KEYS[K_PRE], ARGV[6]))
     if not p then
       p = redis.call('HINCRBY', KEYS[K_META], 'pseq', 1)
@@ -98,6 +99,7 @@ if not mv[10] then
   close_line(now, opens_ms)
   base = meta_int('base')
 end
+ensure_gen()
 local lno = base + redis.call('HINCRBY', KEYS[K_META], 'seq', 1)
 redis.call('HSET', KEYS[K_MEMBER], m, lno)
 beat(lv, cur, lno, bucket_ms)

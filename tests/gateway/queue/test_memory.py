@@ -179,3 +179,32 @@ class TestBatchedJoins:
         for u in users:
             truth = await b.status(session_id=SID, user_id=u, beat=False)
             assert (truth.state, truth.seq) == ("waiting", users.index(u) + 2)
+
+
+class TestLineLost:
+    async def test_a_line_redis_lost_is_not_answered_from_memory(
+        self, gateways: list[QueueService], redis_client: aioredis.Redis
+    ) -> None:
+        """After Redis lost the line (a flush) and new joiners took the same line numbers,
+        an old waiter's remembered number or ticket must not answer for them: they are told
+        they have no place (and join again), never shown someone else's place or
+        admission."""
+        a, b = gateways
+        for i in range(5):
+            await a.join(session_id=SID, user_id=f"old{i}")
+        await a.snapshot(SID, fresh=True)
+        ticket = a.ticket_for(SID, "old4")
+        assert ticket is not None
+        assert (await a.peek(session_id=SID, user_id="old4")).state == "waiting"
+
+        await redis_client.flushdb()
+        for i in range(5):  # the new line gives out 1..5 again
+            await b.join(session_id=SID, user_id=f"new{i}")
+        await a.snapshot(SID, fresh=True)
+
+        assert (await a.peek(session_id=SID, user_id="old4")).state == "none"
+        assert a.ticket_line(SID, "old4", ticket) is None
+        assert (await a.peek(session_id=SID, user_id="old4", ticket=ticket)).state == "none"
+        view = await a.peek(session_id=SID, user_id="new4")
+        assert (view.state, view.rank) == ("waiting", 4)  # four ahead
+        assert a.ticket_for(SID, "new4") != ticket
