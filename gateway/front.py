@@ -16,7 +16,7 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,6 @@ from gateway.config import Settings
 from gateway.identity.tokens import VerifiedTokens
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
-    _BUFFER_BODY_BELOW,
     _REQUEST_DROP,
     _RESPONSE_DROP,
     BodyTooLarge,
@@ -41,13 +40,13 @@ from gateway.proxy import (
     is_identity_header,
     read_body,
     send_upstream,
-    stream_body,
 )
 from gateway.ratelimit_api import ClientAddressResolver, RateLimiter
 from gateway.routes import Match, PathRejected, RouteTable, check_path
 from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
 from shared.tokens import AccessClaims, InvalidToken, verify_admission_token
 from svckit.errors import AppError
+from svckit.http_server import REQUEST_TIMED_OUT
 from svckit.middleware import ASGIApp, Message, Receive, Scope, Send, sane_request_id
 
 access_log = logging.getLogger("boxoffice.access")
@@ -107,6 +106,11 @@ def _upstream_problem(f: UpstreamFailure, upstream: str) -> Problem:
         hdrs,
         upstream=upstream,
     )
+
+
+def _duplicate(name: str) -> Problem:
+    # Two credentials of one kind: the gateway and a backend could each believe another.
+    return Problem(400, "Bad Request", f"more than one {name} header", "duplicate-header")
 
 
 def _unauthorized(detail: str, token_given: bool) -> Problem:
@@ -309,6 +313,7 @@ class GatewayFront:
         raw_rid = content_length = content_type = authorization = origin = admission = None
         acr_method = acr_headers = None
         chunked = False
+        duplicated: str | None = None
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 raw_rid = value
@@ -317,10 +322,14 @@ class GatewayFront:
             elif name == b"content-type":
                 content_type = value
             elif name == b"authorization":
+                if authorization is not None:
+                    duplicated = "Authorization"
                 authorization = value
             elif name == b"origin":
                 origin = value
             elif name == b"x-admission-token":
+                if admission is not None:
+                    duplicated = "X-Admission-Token"
                 admission = value
             elif name == b"transfer-encoding":
                 chunked = True
@@ -353,6 +362,8 @@ class GatewayFront:
             if b"?" in raw_path:  # some test transports leave the query in raw_path
                 raw_path = raw_path.split(b"?", 1)[0]
             group = "unmatched"
+            if duplicated is not None:
+                raise _duplicate(duplicated)
             try:
                 check_path(raw_path)
             except PathRejected as e:
@@ -437,7 +448,7 @@ class GatewayFront:
                     and content_type is not None
                     and _is_json(content_type)
                 ):
-                    request_body = await self._read(receive)
+                    request_body = await self._read(receive, state)
                     answer = create.handler(self.state, request_body)
                     if answer is not None:
                         status = 201
@@ -601,13 +612,9 @@ class GatewayFront:
             headers.append((b"x-forwarded-host", host))
         headers.append((b"x-request-id", rid.encode()))
 
-        body: bytes | AsyncIterator[bytes] | None
-        if length == 0:
-            body = None
-        elif 0 < length <= _BUFFER_BODY_BELOW:
-            body = await self._read(receive)
-        else:
-            body = stream_body(receive, self.limit)
+        # The whole body is read before an upstream connection is taken: a client that
+        # trickles its body holds only its own socket (until the server's deadline).
+        body = await self._read(receive, scope["state"]) if length else None
 
         query: bytes = scope.get("query_string", b"")
         target = match.upstream_path + b"?" + query if query else match.upstream_path
@@ -756,10 +763,13 @@ class GatewayFront:
         await send({"type": "http.response.body", "body": cached.body})
         return cached.status
 
-    async def _read(self, receive: Receive) -> bytes:
+    async def _read(self, receive: Receive, state: dict[str, Any]) -> bytes:
         try:
             return await read_body(receive, self.limit)
         except ClientGone as e:
+            # Nobody reads this answer; its status is for the access log and metrics.
+            if state.get(REQUEST_TIMED_OUT):
+                raise Problem(408, "Request Timeout", "body too slow", "request-timeout") from e
             raise Problem(400, "Bad Request", "client disconnected", "bad-request") from e
         except BodyTooLarge as e:
             raise _too_large(self.limit) from e

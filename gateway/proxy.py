@@ -81,9 +81,6 @@ IDENTITY_HEADERS = frozenset(
 _RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-# Request bodies up to this size (known Content-Length) are read at once: one upstream write
-# instead of a generator round trip per chunk. Larger or chunked bodies are streamed.
-_BUFFER_BODY_BELOW = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -222,12 +219,11 @@ def _translate(upstream: Upstream, exc: Exception) -> UpstreamFailure:
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body (bounded by ``limit``)."""
-    return b"".join([chunk async for chunk in stream_body(receive, limit)])
+    """The whole request body (at most ``limit`` bytes, else ``BodyTooLarge``).
 
-
-async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives (bounded by ``limit``)."""
+    The proxy reads it before it takes an upstream connection, so a slow client holds only
+    its own socket; the server's deadlines (svckit/http_server.py) bound the wait."""
+    chunks: list[bytes] = []
     seen = 0
     while True:
         message = await receive()
@@ -238,9 +234,9 @@ async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             seen += len(chunk)
             if seen > limit:
                 raise BodyTooLarge
-            yield chunk
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _HttpxAdapter:
@@ -291,6 +287,7 @@ async def _send_once(
             tls=upstream.scheme == b"https",
             connect_timeout=upstream.timeout["connect"],
             read_timeout=upstream.timeout["read"],
+            write_timeout=upstream.timeout["write"],
             pool_timeout=upstream.timeout["pool"],
         )
     request = httpx.Request(method, upstream.url(target), headers=headers, content=body)

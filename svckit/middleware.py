@@ -36,6 +36,19 @@ def sane_request_id(raw: bytes | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
+def problem_json(status: int, title: str, detail: str, slug: str, request_id: str) -> bytes:
+    """The problem+json body of a problem kind (``slug``)."""
+    return orjson.dumps(
+        problem_body(
+            status=status,
+            title=title,
+            detail=detail,
+            type_=problem_type(slug),
+            request_id=request_id,
+        )
+    )
+
+
 async def send_problem(
     send: Send,
     status: int,
@@ -46,15 +59,7 @@ async def send_problem(
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> None:
     """Write a whole problem+json response straight to ASGI ``send``."""
-    body = orjson.dumps(
-        problem_body(
-            status=status,
-            title=title,
-            detail=detail,
-            type_=problem_type(slug),
-            request_id=request_id,
-        )
-    )
+    body = problem_json(status, title, detail, slug, request_id)
     await send(
         {
             "type": "http.response.start",
