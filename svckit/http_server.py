@@ -36,7 +36,8 @@ from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from shared.config import CommonSettings
 from shared.problems import PROBLEM_CONTENT_TYPE
-from svckit.middleware import problem_json, sane_request_id
+from svckit.middleware import sane_request_id
+from svckit.problems import problem_json
 
 # For ``uvicorn.run(http=...)`` and ``uvicorn --http``.
 HTTP_PROTOCOL = "svckit.http_server:CoalescingHttpToolsProtocol"
