@@ -121,27 +121,17 @@ def add_exception_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Response:
-        return problem_response(
-            status=422,
-            title="Unprocessable Content",
-            detail="The request is malformed or has invalid fields.",
-            slug="validation-error",
-            request_id=request_id_of(request),
-            errors=_jsonable_errors(exc.errors()),
-        )
+        errors = _jsonable_errors(exc.errors())
+        invalid = Unprocessable("The request is malformed or has invalid fields.", errors=errors)
+        return app_error_response(invalid, request_id_of(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 400 and exc.detail == _FASTAPI_BODY_PARSE_ERROR:
             # FastAPI turns a body that is not UTF-8 into a bare 400; API.md wants 422.
-            return problem_response(
-                status=422,
-                title="Unprocessable Content",
-                detail="The request body is not valid UTF-8 JSON.",
-                slug="validation-error",
-                request_id=request_id_of(request),
-                errors=[{"loc": ["body"], "msg": "invalid UTF-8 JSON", "type": "json_invalid"}],
-            )
+            errors = [{"loc": ["body"], "msg": "invalid UTF-8 JSON", "type": "json_invalid"}]
+            invalid = Unprocessable("The request body is not valid UTF-8 JSON.", errors=errors)
+            return app_error_response(invalid, request_id_of(request))
         title = _STATUS_TITLES.get(exc.status_code, "Error")
         detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else ""
         return problem_response(

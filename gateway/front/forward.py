@@ -9,7 +9,7 @@ import httpx
 from starlette.datastructures import State
 
 from gateway.cache import CachedResponse, MicroCache
-from gateway.front import body
+from gateway.front.body import client_gone, read
 from gateway.front.context import RequestContext
 from gateway.metrics import GatewayMetrics
 from gateway.proxy import (
@@ -18,6 +18,7 @@ from gateway.proxy import (
     BodyTooLarge,
     ClientGone,
     Upstream,
+    UpstreamResponse,
     connection_named,
     dropped_mid_response,
     is_identity_header,
@@ -75,6 +76,26 @@ class Forward:
         self.retries = retries
         self.backoff_s = backoff_s
 
+    async def send(
+        self,
+        upstream: Upstream,
+        method: str,
+        target: bytes,
+        headers: list[tuple[bytes, bytes]],
+        data: bytes | None,
+    ) -> UpstreamResponse:
+        """One request to ``upstream``, with the configured retries."""
+        return await send_upstream(
+            upstream,
+            method,
+            target,
+            headers,
+            data,
+            retries=self.retries,
+            backoff_s=self.backoff_s,
+            metrics=self.metrics,
+        )
+
     async def __call__(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
         """Forward the request; ``ctx.status`` is what the client was sent."""
         match = ctx.match
@@ -85,7 +106,7 @@ class Forward:
         headers = forwarded_headers(ctx)
         # The whole body is read before an upstream connection is taken: a client that
         # trickles its body holds only its own socket (until the server's deadline).
-        data = await body.read(ctx, receive, self.limit) if ctx.length else None
+        data = await read(ctx, receive, self.limit) if ctx.length else None
         query: bytes = ctx.scope.get("query_string", b"")
         target = match.upstream_path + b"?" + query if query else match.upstream_path
 
@@ -97,20 +118,11 @@ class Forward:
                 return
 
         try:
-            response = await send_upstream(
-                upstream,
-                ctx.method,
-                target,
-                headers,
-                data,
-                retries=self.retries,
-                backoff_s=self.backoff_s,
-                metrics=self.metrics,
-            )
+            response = await self.send(upstream, ctx.method, target, headers, data)
         except BodyTooLarge as e:
             raise PayloadTooLarge(self.limit) from e
         except ClientGone as e:
-            raise body.client_gone(ctx) from e
+            raise client_gone(ctx) from e
 
         status = ctx.status = response.status
         started = False
@@ -173,16 +185,7 @@ class Forward:
         cacheable groups are small catalog pages)."""
 
         async def fetch() -> CachedResponse:
-            response = await send_upstream(
-                upstream,
-                ctx.method,
-                target,
-                headers,
-                None,
-                retries=self.retries,
-                backoff_s=self.backoff_s,
-                metrics=self.metrics,
-            )
+            response = await self.send(upstream, ctx.method, target, headers, None)
             try:
                 data = b"".join([chunk async for chunk in response])
             except httpx.TransportError as e:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from starlette.datastructures import State
 
 from gateway.fastpath import FastCreate, FastRoute
-from gateway.front import body
+from gateway.front.body import read
 from gateway.front.context import RequestContext
 from svckit.middleware import ASGIApp, LimitedBody, Message, Receive, Send
 
@@ -82,7 +82,7 @@ class LocalDispatch:
                 and content_type is not None
                 and is_json(content_type)
             ):
-                data = await body.read(ctx, receive, self.limit)
+                data = await read(ctx, receive, self.limit)
                 answer = create.handler(self.state, data)
                 if answer is not None:
                     await send_json(send, ctx, answer, 201)
