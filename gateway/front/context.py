@@ -49,33 +49,42 @@ class RequestContext:
         self.scope = scope
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        raw_rid = self.content_length = self.content_type = self.authorization = None
-        self.origin = self.admission = self.acr_method = self.acr_headers = None
-        self.chunked = False
-        self.duplicated: str | None = None
+        # Locals in the loop, attributes once after it: this runs on every request.
+        raw_rid = content_length = content_type = authorization = origin = admission = None
+        acr_method = acr_headers = duplicated = None
+        chunked = False
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 raw_rid = value
             elif name == b"content-length":
-                self.content_length = value
+                content_length = value
             elif name == b"content-type":
-                self.content_type = value
+                content_type = value
             elif name == b"authorization":
-                if self.authorization is not None:
-                    self.duplicated = "Authorization"
-                self.authorization = value
+                if authorization is not None:
+                    duplicated = "Authorization"
+                authorization = value
             elif name == b"origin":
-                self.origin = value
+                origin = value
             elif name == b"x-admission-token":
-                if self.admission is not None:
-                    self.duplicated = "X-Admission-Token"
-                self.admission = value
+                if admission is not None:
+                    duplicated = "X-Admission-Token"
+                admission = value
             elif name == b"transfer-encoding":
-                self.chunked = True
+                chunked = True
             elif name == b"access-control-request-method":
-                self.acr_method = value
+                acr_method = value
             elif name == b"access-control-request-headers":
-                self.acr_headers = value
+                acr_headers = value
+        self.content_length: bytes | None = content_length
+        self.content_type: bytes | None = content_type
+        self.authorization: bytes | None = authorization
+        self.origin: bytes | None = origin
+        self.admission: bytes | None = admission
+        self.acr_method: bytes | None = acr_method
+        self.acr_headers: bytes | None = acr_headers
+        self.chunked = chunked
+        self.duplicated: str | None = duplicated
         self.request_id = sane_request_id(raw_rid)
         state = scope.get("state")
         if state is None:

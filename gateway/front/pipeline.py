@@ -84,9 +84,30 @@ class GatewayFront:
             return
         started = time.perf_counter()
         ctx = RequestContext(scope)
-        self.cors.apply(ctx)
+        if ctx.origin is not None:
+            self.cors.apply(ctx)
+        # The stages in order (one coroutine for all: this runs on every request); each
+        # refuses with an ``AppError`` or lets the request go on.
         try:
-            await self.stages(ctx, receive, send)
+            if ctx.method == "OPTIONS" and Cors.is_preflight(ctx):
+                await self.cors.preflight(ctx, send)
+            elif not ctx.path.startswith("/api/"):
+                check_length(ctx, self.limit)
+                await self.local.inner(ctx, receive, send)
+            else:
+                match = route(ctx, self.table)
+                if ctx.content_length is not None or ctx.chunked:
+                    check_length(ctx, self.limit)
+                authenticate(ctx, self.tokens)
+                limiter: RateLimiter | None = self.state.rate_limiter
+                if limiter is not None:
+                    await rate_limit(ctx, limiter, self.state.client_address)
+                if match.route.admission is not None:
+                    admit(ctx, self.secret)
+                if match.is_local:
+                    await self.local(ctx, receive, send)
+                else:
+                    await self.forward(ctx, receive, send)
         except AppError as e:
             ctx.status = e.status
             await send_error(send, e, ctx.request_id, ctx.headers)
@@ -100,38 +121,15 @@ class GatewayFront:
         finally:
             observe(
                 self.metrics,
-                service="gateway",
-                method=ctx.method,
-                path=ctx.path,
-                route=ctx.group,
-                status=ctx.status,
-                started=started,
-                request_id=ctx.request_id,
-                upstream=ctx.upstream,
+                "gateway",
+                ctx.method,
+                ctx.path,
+                ctx.group,
+                ctx.status,
+                started,
+                ctx.request_id,
+                ctx.upstream,
             )
-
-    async def stages(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
-        """Run the stages in order; each refuses with an ``AppError`` or lets it go on."""
-        if Cors.is_preflight(ctx):
-            await self.cors.preflight(ctx, send)
-            return
-        if not ctx.path.startswith("/api/"):
-            check_length(ctx, self.limit)
-            await self.local.inner(ctx, receive, send)
-            return
-        route(ctx, self.table)
-        check_length(ctx, self.limit)
-        authenticate(ctx, self.tokens)
-        limiter: RateLimiter | None = self.state.rate_limiter
-        if limiter is not None:
-            await rate_limit(ctx, limiter, self.state.client_address)
-        assert ctx.match is not None
-        if ctx.match.route.admission is not None:
-            admit(ctx, self.secret)
-        if ctx.match.is_local:
-            await self.local(ctx, receive, send)
-        else:
-            await self.forward(ctx, receive, send)
 
     # The dispatch stage's parts, as tests and benchmarks reach them.
     @property
