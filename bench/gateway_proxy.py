@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchkit import (
@@ -133,8 +134,14 @@ def start_upstream(port: int) -> subprocess.Popen[bytes]:
 
 
 def start_gateway(
-    port: int, upstream_port: int, transport: str, args: argparse.Namespace
+    port: int,
+    upstream_port: int,
+    transport: str,
+    args: argparse.Namespace,
+    checkout: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
+    """A gateway process; ``checkout`` is whose code it runs (another checkout, e.g. a git
+    worktree of an earlier commit, for a before/after comparison)."""
     env = dict(os.environ)
     env.update(
         BOXOFFICE_API_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
@@ -169,7 +176,7 @@ def start_gateway(
         "--log-level",
         "warning",
     ]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
     wait_ready(port)
     return proc
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from svckit.http_transport import FastTransport
@@ -134,3 +135,31 @@ async def test_many_clients_in_turn_each_get_their_own_answer(
         assert body == b"for-a"
         await asyncio.sleep(0.1)
         await _b_gets_its_own(transport, upstream.port)
+
+
+async def test_an_upstream_that_does_not_take_the_body_is_a_write_timeout() -> None:
+    """``upstream_write_timeout_s`` reaches the transport: a body the upstream never reads
+    fails in that time, instead of waiting for the read timeout."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def never_read(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(never_read, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    t = FastTransport(max_connections=1)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        with pytest.raises(httpx.WriteTimeout):
+            await t.request_raw(
+                b"POST", "127.0.0.1", port, b"/", [], b"x" * (64 * 1024 * 1024),
+                host_header=b"up", connect_timeout=1.0, read_timeout=30.0, write_timeout=0.3,
+            )  # fmt: skip
+        assert loop.time() - started < 5
+    finally:
+        await t.aclose()
+        for w in accepted:
+            w.close()
+        server.close()
+        await server.wait_closed()
