@@ -1,6 +1,6 @@
 """FastAPI dependencies of the gateway-owned routes (queue), as ``Annotated`` aliases.
 
-``CurrentUser`` is the identity the front layer (``gateway/front.py``) already verified for
+``CurrentUser`` is the identity the front layer (``gateway/front/authenticate.py``) already verified for
 this request; routes marked ``auth`` in the route table never get here without one.
 
 It is ``async def`` although it never awaits: FastAPI runs a plain ``def`` dependency in its
