@@ -4,6 +4,7 @@ a cacheable ``GET`` (``gateway/cache.py``). Proxied requests never touch FastAPI
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx
 from starlette.datastructures import State
@@ -18,7 +19,6 @@ from gateway.proxy import (
     BodyTooLarge,
     ClientGone,
     Upstream,
-    UpstreamResponse,
     connection_named,
     dropped_mid_response,
     is_identity_header,
@@ -73,28 +73,12 @@ class Forward:
         self.state = state  # app.state: upstreams, micro_cache (lifespan)
         self.metrics = metrics
         self.limit = limit
-        self.retries = retries
-        self.backoff_s = backoff_s
-
-    async def send(
-        self,
-        upstream: Upstream,
-        method: str,
-        target: bytes,
-        headers: list[tuple[bytes, bytes]],
-        data: bytes | None,
-    ) -> UpstreamResponse:
-        """One request to ``upstream``, with the configured retries."""
-        return await send_upstream(
-            upstream,
-            method,
-            target,
-            headers,
-            data,
-            retries=self.retries,
-            backoff_s=self.backoff_s,
-            metrics=self.metrics,
-        )
+        # send_upstream's keyword arguments (``metrics`` for the upstream error counts).
+        self.retry: dict[str, Any] = {
+            "retries": retries,
+            "backoff_s": backoff_s,
+            "metrics": metrics,
+        }
 
     async def __call__(self, ctx: RequestContext, receive: Receive, send: Send) -> None:
         """Forward the request; ``ctx.status`` is what the client was sent."""
@@ -118,7 +102,9 @@ class Forward:
                 return
 
         try:
-            response = await self.send(upstream, ctx.method, target, headers, data)
+            response = await send_upstream(
+                upstream, ctx.method, target, headers, data, **self.retry
+            )
         except BodyTooLarge as e:
             raise PayloadTooLarge(self.limit) from e
         except ClientGone as e:
@@ -185,7 +171,9 @@ class Forward:
         cacheable groups are small catalog pages)."""
 
         async def fetch() -> CachedResponse:
-            response = await self.send(upstream, ctx.method, target, headers, None)
+            response = await send_upstream(
+                upstream, ctx.method, target, headers, None, **self.retry
+            )
             try:
                 data = b"".join([chunk async for chunk in response])
             except httpx.TransportError as e:

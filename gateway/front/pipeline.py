@@ -101,7 +101,7 @@ class GatewayFront:
                 authenticate(ctx, self.tokens)
                 limiter: RateLimiter | None = self.state.rate_limiter
                 if limiter is not None:
-                    await rate_limit(ctx, limiter, self.state.client_address)
+                    await rate_limit(ctx, limiter, self.state)
                 if match.route.admission is not None:
                     admit(ctx, self.secret)
                 if match.is_local:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+from starlette.datastructures import State
+
 from gateway.front.context import RequestContext
 from gateway.ratelimit_api import ClientAddressResolver, RateLimiter
 from svckit.problems import RateLimited, ServiceUnavailable
@@ -12,13 +14,16 @@ from svckit.problems import RateLimited, ServiceUnavailable
 log = logging.getLogger("boxoffice.gateway")
 
 
-async def rate_limit(
-    ctx: RequestContext, limiter: RateLimiter, resolver: ClientAddressResolver
-) -> None:
+async def rate_limit(ctx: RequestContext, limiter: RateLimiter, state: State) -> None:
     """Count the request; its headers go on the answer; over the limit → 429 (503 when the
-    limiter fails closed), with ``Retry-After``."""
+    limiter fails closed), with ``Retry-After``. ``state`` is the app's: its
+    ``client_address`` resolver keys anonymous requests."""
     user = ctx.user
-    subject = "user:" + user.user_id if user is not None else "ip:" + resolver(ctx.scope)
+    if user is not None:
+        subject = "user:" + user.user_id
+    else:
+        resolver: ClientAddressResolver = state.client_address
+        subject = "ip:" + resolver(ctx.scope)
     try:
         decision = await limiter.hit(ctx.group, subject)
     except Exception as e:  # the limiter should decide itself; never a 500

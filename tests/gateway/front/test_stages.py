@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from starlette.datastructures import State
 
 from gateway.config import Settings, default_routes
 from gateway.fastpath import FastCreate, FastRoute
@@ -25,6 +26,7 @@ from shared.verified_tokens import VerifiedTokens
 from svckit.middleware import LimitedBody
 from svckit.problems import AppError
 
+ANYWHERE = State({"client_address": lambda scope: "x"})
 SECRET = "stage-test-secret-0123456789abcdef0123456789"
 
 
@@ -181,21 +183,21 @@ class TestRateLimit:
     async def test_keys_anonymous_requests_by_address(self) -> None:
         ctx = routed("GET", "/api/venues")
         limiter = Limiter(Decision(True))
-        await rate_limit(ctx, limiter, lambda scope: "9.9.9.9")
+        await rate_limit(ctx, limiter, State({"client_address": lambda scope: "9.9.9.9"}))
         assert limiter.hits == [("browse", "ip:9.9.9.9")]
         assert ctx.headers == [(b"ratelimit-limit", b"5")]
 
     @pytest.mark.parametrize(("decision", "status"), [(Decision(False), 429), (None, 503)])
     async def test_refuses(self, decision: Decision | None, status: int) -> None:
         with pytest.raises(AppError) as e:
-            await rate_limit(routed("GET", "/api/venues"), Limiter(decision), lambda s: "x")
+            await rate_limit(routed("GET", "/api/venues"), Limiter(decision), ANYWHERE)
         assert e.value.status == status
         assert "Retry-After" in e.value.headers
 
     async def test_fails_closed_with_the_decisions_status(self) -> None:
         with pytest.raises(AppError) as e:
             await rate_limit(
-                routed("GET", "/api/venues"), Limiter(Decision(False, status=503)), lambda s: "x"
+                routed("GET", "/api/venues"), Limiter(Decision(False, status=503)), ANYWHERE
             )
         assert (e.value.status, e.value.headers["Retry-After"]) == (503, "3")
 
