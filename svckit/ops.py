@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
+from svckit.errors import ServiceUnavailable, app_error_response, request_id_of
 from svckit.metrics import ServiceMetrics
 from svckit.single_flight import SingleFlight
 
@@ -66,20 +66,9 @@ def ops_router(
                 orjson.dumps({"status": "ready", "checks": dict.fromkeys(checks, "ok")}),
                 media_type="application/json",
             )
-        body = problem_body(
-            status=503,
-            title="Service Unavailable",
-            detail="not ready: " + ", ".join(sorted(failing)),
-            type_=problem_type("not-ready"),
-            request_id=request.scope.get("state", {}).get("request_id"),
-            failing=failing,
-        )
-        return Response(
-            orjson.dumps(body),
-            status_code=503,
-            media_type=PROBLEM_CONTENT_TYPE,
-            headers={"Retry-After": "1"},
-        )
+        detail = "not ready: " + ", ".join(sorted(failing))
+        not_ready = ServiceUnavailable(detail, slug="not-ready", failing=failing)
+        return app_error_response(not_ready, request_id_of(request))
 
     @router.get("/metrics")
     async def prometheus_metrics() -> Response:
