@@ -262,3 +262,18 @@ class TestFastPath:
 
     def test_settings_routes_are_the_defaults(self) -> None:
         assert Settings(secret_key=SECRET).routes == default_routes()
+
+
+def test_every_fast_path_is_a_documented_route() -> None:
+    """A fast route or fast create has a FastAPI route of the same method and template: it
+    is in the OpenAPI document, and answers what the fast path declines."""
+    from gateway.app import create_app
+
+    app = create_app(Settings(secret_key=SECRET, log_level="WARNING"))
+    assert app.front is not None
+    paths = app.openapi()["paths"]
+    declared = [(f.method, f.template) for f in app.front.fast_routes]
+    declared += [("POST", f.template) for f in app.front.fast_creates.values()]
+    assert len(declared) >= 3
+    for method, template in declared:
+        assert method.lower() in paths.get(template, {}), (method, template)
