@@ -13,7 +13,8 @@ only it sees bytes before an app does:
 - the request line and headers are capped (``request_head_max_bytes``): past the cap the
   client gets 431 and the connection closes, before the parser has buffered more than one
   read beyond it, and nothing reaches the app;
-- a head must arrive within ``request_head_timeout_s``, and a body within
+- a head must arrive within ``request_head_timeout_s`` (the first one counted from the
+  connection), and a body within
   ``request_body_timeout_s`` with no gap over ``request_body_idle_timeout_s``; past them the
   client gets 408 and the connection closes (the app, if it was reading, sees a disconnect).
   The timers are armed only when a head or body spans several reads, so a request that
@@ -168,6 +169,9 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport, self.loop))  # type: ignore[arg-type]
         settings = self.app_state.get("settings") if isinstance(self.app_state, Mapping) else None
         self._limits = EdgeLimits.of(settings)
+        # A connection that never sends a byte would be kept forever (uvicorn's keep-alive
+        # timer starts only after a response): the first head has the head's deadline.
+        self._arm(self._limits.head_timeout_s)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Forget the deadline, then as uvicorn does."""
@@ -277,6 +281,8 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
             )
             return
         if not self._body_open:
+            if self.cycle is None:  # not a byte since the connection was made
+                self.transport.close()
             return
         limits = self._limits
         now = self.loop.time()

@@ -168,6 +168,14 @@ class TestSlowBodies:
                 assert head.startswith(b"HTTP/1.1 408 ")
                 assert b"application/problem+json" in head
             assert all(not line.startswith(b"POST") for line, _ in backend.requests)
+            await asyncio.sleep(0.1)
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{gateway_port}") as client:
+                metrics = (await client.get("/metrics")).text
+            # The gateway counts them as what the clients were told (not "client gone").
+            assert (
+                'boxoffice_http_requests_total{method="POST",route="admin",service="gateway",'
+                f'status="408"}} {POOL}.0' in metrics
+            )
         finally:
             for _, writer in stalled:
                 writer.close()

@@ -187,6 +187,28 @@ class TestDeadlines:
         assert problem["type"].endswith("/request-timeout")
         assert app.requests == []
 
+    async def test_a_connection_that_sends_nothing_is_closed(self, serve: Serve) -> None:
+        loop = asyncio.get_running_loop()
+        async with serve(request_head_timeout_s=0.3) as (port, app):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = loop.time()
+            assert await asyncio.wait_for(_until_closed(reader), 5) == b""
+            assert loop.time() - started < 2
+            writer.close()
+        assert app.requests == []
+
+    async def test_a_kept_alive_connection_is_not_cut_by_the_first_deadline(
+        self, serve: Serve
+    ) -> None:
+        async with serve(request_head_timeout_s=0.3) as (port, _):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            for _ in range(4):  # 0.6 s in all, each head whole
+                writer.write(b"GET /a HTTP/1.1\r\nhost: t\r\n\r\n")
+                data = await asyncio.wait_for(reader.readuntil(b"content-length: 0\r\n\r\n"), 5)
+                assert data.startswith(b"HTTP/1.1 200 OK")
+                await asyncio.sleep(0.15)
+            writer.close()
+
     async def test_a_stalled_body_is_408_and_the_app_sees_a_disconnect(self, serve: Serve) -> None:
         async with serve(request_body_idle_timeout_s=0.3) as (port, app):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
