@@ -17,6 +17,30 @@ _CORS_EXPOSE = (
 )
 
 
+# The request headers the stages act on, in the order ``RequestContext`` unpacks them.
+_READ = {
+    name: i
+    for i, name in enumerate(
+        [
+            b"x-request-id",
+            b"content-length",
+            b"content-type",
+            b"authorization",
+            b"origin",
+            b"x-admission-token",
+            b"transfer-encoding",
+            b"access-control-request-method",
+            b"access-control-request-headers",
+        ]
+    )
+}
+# Credentials that must come once (the gateway and a backend could each believe another).
+_CREDENTIALS = {
+    _READ[b"authorization"]: "Authorization",
+    _READ[b"x-admission-token"]: "X-Admission-Token",
+}
+
+
 class RequestContext:
     """One request as the stages see it: filled in by each stage, read by the next ones."""
 
@@ -49,41 +73,28 @@ class RequestContext:
         self.scope = scope
         self.method: str = scope["method"]
         self.path: str = scope["path"]
-        # Locals in the loop, attributes once after it: this runs on every request.
-        raw_rid = content_length = content_type = authorization = origin = admission = None
-        acr_method = acr_headers = duplicated = None
-        chunked = False
+        # One dict lookup per header, attributes set once after the loop: this runs on
+        # every request, and most headers are none of these.
+        found: list[bytes | None] = [None] * len(_READ)
+        duplicated = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                raw_rid = value
-            elif name == b"content-length":
-                content_length = value
-            elif name == b"content-type":
-                content_type = value
-            elif name == b"authorization":
-                if authorization is not None:
-                    duplicated = "Authorization"
-                authorization = value
-            elif name == b"origin":
-                origin = value
-            elif name == b"x-admission-token":
-                if admission is not None:
-                    duplicated = "X-Admission-Token"
-                admission = value
-            elif name == b"transfer-encoding":
-                chunked = True
-            elif name == b"access-control-request-method":
-                acr_method = value
-            elif name == b"access-control-request-headers":
-                acr_headers = value
-        self.content_length: bytes | None = content_length
-        self.content_type: bytes | None = content_type
-        self.authorization: bytes | None = authorization
-        self.origin: bytes | None = origin
-        self.admission: bytes | None = admission
-        self.acr_method: bytes | None = acr_method
-        self.acr_headers: bytes | None = acr_headers
-        self.chunked = chunked
+            i = _READ.get(name)
+            if i is not None:
+                if i in _CREDENTIALS and found[i] is not None:
+                    duplicated = _CREDENTIALS[i]
+                found[i] = value
+        (
+            raw_rid,
+            self.content_length,
+            self.content_type,
+            self.authorization,
+            self.origin,
+            self.admission,
+            chunked,
+            self.acr_method,
+            self.acr_headers,
+        ) = found
+        self.chunked = chunked is not None
         self.duplicated: str | None = duplicated
         self.request_id = sane_request_id(raw_rid)
         state = scope.get("state")
