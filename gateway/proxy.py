@@ -301,12 +301,13 @@ class UpstreamResponse(Protocol):
     async def aclose(self) -> None: ...
 
 
+# A request's headers and body as the proxy passes them on.
+Headers = list[tuple[bytes, bytes]]
+Body = bytes | AsyncIterator[bytes] | None
+
+
 async def _send_once(
-    upstream: Upstream,
-    method: str,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes | AsyncIterator[bytes] | None,
+    upstream: Upstream, method: str, target: bytes, headers: Headers, body: Body
 ) -> UpstreamResponse:
     transport = upstream.transport
     if isinstance(transport, FastTransport):
@@ -333,8 +334,8 @@ async def send_upstream(
     upstream: Upstream,
     method: str,
     target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes | AsyncIterator[bytes] | None,
+    headers: Headers,
+    body: Body,
     *,
     retries: int,
     backoff_s: float,
