@@ -25,13 +25,13 @@ from starlette.datastructures import State
 
 from gateway.config import Settings
 from gateway.fastpath import FastCreate, FastRoute
+from gateway.front import rate_limit
 from gateway.front.admit import admit
 from gateway.front.authenticate import authenticate
 from gateway.front.body import check_length
 from gateway.front.context import Cors, RequestContext
 from gateway.front.forward import Forward
 from gateway.front.local import LocalDispatch
-from gateway.front.rate_limit import rate_limit
 from gateway.front.route import route
 from gateway.metrics import GatewayMetrics
 from gateway.ratelimit_api import RateLimiter
@@ -101,7 +101,11 @@ class GatewayFront:
                 authenticate(ctx, self.tokens)
                 limiter: RateLimiter | None = self.state.rate_limiter
                 if limiter is not None:
-                    await rate_limit(ctx, limiter, self.state)
+                    try:
+                        decision = await limiter.hit(ctx.group, rate_limit.subject(ctx, self.state))
+                    except Exception as e:
+                        raise rate_limit.failed(ctx) from e
+                    rate_limit.enforce(ctx, decision)
                 if match.route.admission is not None:
                     admit(ctx, self.secret)
                 if match.is_local:

@@ -17,7 +17,7 @@ from gateway.front.authenticate import authenticate
 from gateway.front.body import check_length
 from gateway.front.context import Cors, RequestContext
 from gateway.front.forward import forwarded_headers
-from gateway.front.rate_limit import rate_limit
+from gateway.front.rate_limit import enforce, failed, subject
 from gateway.front.route import route
 from gateway.routes import RouteTable
 from shared.ids import MAX_ID
@@ -179,24 +179,33 @@ class Limiter:
         return self.decision
 
 
+async def limited(ctx: RequestContext, limiter: Limiter, state: State) -> None:
+    """The rate-limit stage as the pipeline runs it."""
+    try:
+        decision = await limiter.hit(ctx.group, subject(ctx, state))
+    except Exception as e:
+        raise failed(ctx) from e
+    enforce(ctx, decision)
+
+
 class TestRateLimit:
     async def test_keys_anonymous_requests_by_address(self) -> None:
         ctx = routed("GET", "/api/venues")
         limiter = Limiter(Decision(True))
-        await rate_limit(ctx, limiter, State({"client_address": lambda scope: "9.9.9.9"}))
+        await limited(ctx, limiter, State({"client_address": lambda scope: "9.9.9.9"}))
         assert limiter.hits == [("browse", "ip:9.9.9.9")]
         assert ctx.headers == [(b"ratelimit-limit", b"5")]
 
     @pytest.mark.parametrize(("decision", "status"), [(Decision(False), 429), (None, 503)])
     async def test_refuses(self, decision: Decision | None, status: int) -> None:
         with pytest.raises(AppError) as e:
-            await rate_limit(routed("GET", "/api/venues"), Limiter(decision), ANYWHERE)
+            await limited(routed("GET", "/api/venues"), Limiter(decision), ANYWHERE)
         assert e.value.status == status
         assert "Retry-After" in e.value.headers
 
     async def test_fails_closed_with_the_decisions_status(self) -> None:
         with pytest.raises(AppError) as e:
-            await rate_limit(
+            await limited(
                 routed("GET", "/api/venues"), Limiter(Decision(False, status=503)), ANYWHERE
             )
         assert (e.value.status, e.value.headers["Retry-After"]) == (503, "3")
