@@ -12,7 +12,7 @@ writes it, with the request's CORS and rate-limit headers.
 Why pure ASGI and plain functions rather than FastAPI routes or one middleware per stage:
 the proxy is the hottest code of the system at on-sale time, and Starlette routing,
 ``BaseHTTPMiddleware`` and per-request object churn cost more CPU than the proxying itself
-(BENCHMARKS.md, "Gateway front layer as named stages").
+(BENCHMARKS.md, "Issue 18 (h18b): the gateway's front layer as named stages").
 """
 
 from __future__ import annotations
