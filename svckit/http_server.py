@@ -312,9 +312,12 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         self._head_open = self._body_open = False
         cycle = self.cycle
         request_id: str | None = None
-        answer = True
-        if cycle is not None and not cycle.response_complete:
-            answer = current and not cycle.response_started
+        if cycle is None:
+            answer = True
+        elif not current:  # a new head: answer it unless an earlier response is under way
+            answer = cycle.response_complete
+        else:  # this request's body: answer unless the app already did (or is doing so)
+            answer = not cycle.response_started
             if answer:
                 state = cycle.scope.get("state")
                 if isinstance(state, dict):

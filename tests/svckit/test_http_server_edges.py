@@ -39,6 +39,10 @@ class Recorder:
                     await send({"type": "lifespan.shutdown.complete"})
                     return
         self.requests.append(scope["path"])
+        if scope["path"] == "/early":  # answers without reading the body
+            await send({"type": "http.response.start", "status": 204, "headers": []})
+            await send({"type": "http.response.body", "body": b""})
+            return
         body = b""
         while True:
             message = await receive()
@@ -263,3 +267,16 @@ class TestDeadlines:
             data = await asyncio.wait_for(reader.readuntil(b"yyyyyyyy"), 5)
             writer.close()
         assert data.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_a_body_left_unsent_after_an_early_answer_only_closes(serve: Serve) -> None:
+    """The app answered before reading the body (as a refused admin call may); the client
+    then stalls: the connection closes at the deadline, with no second response."""
+    async with serve(request_body_idle_timeout_s=0.3) as (port, app):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /early HTTP/1.1\r\nhost: t\r\ncontent-length: 10\r\n\r\n{")
+        data = await asyncio.wait_for(_until_closed(reader), 5)
+        writer.close()
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert data.startswith(b"HTTP/1.1 204 ")
+    assert app.requests == ["/early"]
