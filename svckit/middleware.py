@@ -39,12 +39,10 @@ def declared_length(content_length: bytes | None, limit: int) -> int | None:
     a number is a 400, one over ``limit`` a 413, before any of the body is read."""
     if content_length is None:
         return None
-    try:
-        length = int(content_length)
-    except ValueError as e:
-        raise BadRequest("bad Content-Length") from e
-    if length < 0:
+    # Digits only (RFC 9110 §8.6): ``int()`` would also take a sign, spaces and underscores.
+    if not content_length.isdigit():
         raise BadRequest("bad Content-Length")
+    length = int(content_length)
     if length > limit:
         raise PayloadTooLarge(limit)
     return length

@@ -105,7 +105,9 @@ class TestRoute:
 
 
 class TestBodyLimit:
-    @pytest.mark.parametrize(("value", "status"), [("x", 400), ("-1", 400), ("11", 413)])
+    @pytest.mark.parametrize(
+        ("value", "status"), [("x", 400), ("-1", 400), ("1_0", 400), (" 1", 400), ("11", 413)]
+    )
     def test_refuses_a_bad_or_large_declared_length(self, value: str, status: int) -> None:
         assert refused(check_length, ctx_of(content_length=value), 10).status == status
 
