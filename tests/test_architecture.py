@@ -144,3 +144,10 @@ def test_no_gateway_module_is_over_400_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert long == {}
+
+
+def test_the_error_type_and_its_renderer_need_no_framework() -> None:
+    """``svckit/problems.py`` (``AppError`` and ``send_error``) serves the pure-ASGI layers,
+    which answer before any framework runs."""
+    names = _imports("svckit")["svckit/problems.py"]
+    assert not names & {"fastapi", "starlette"}
