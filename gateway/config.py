@@ -56,6 +56,25 @@ class Route(BaseModel):
 def default_routes() -> list[Route]:
     """The public route table of API.md: ticketing → ticket_server, rest of /api → api_server."""
     r = Route
+
+    def ticket(
+        path: str,
+        methods: set[str] | None,
+        group: str,
+        admission: Literal["session", "user"] | None = None,
+    ) -> Route:
+        # Every ticketing route needs a user; booking steps an admission token too.
+        allowed = frozenset(methods) if methods is not None else None
+        return r(
+            path=path,
+            methods=allowed,
+            upstream="ticket",
+            group=group,
+            auth=True,
+            admission=admission,
+        )
+
+    read, write = "ticketing-read", "ticketing-write"
     return [
         r(path="/api/auth/", upstream=GATEWAY, group="auth"),
         # The pre-queue's draw record is public (anyone may audit it).
@@ -66,38 +85,11 @@ def default_routes() -> list[Route]:
             group="queue",
         ),
         r(path="/api/queue/", upstream=GATEWAY, group="queue", auth=True),
-        r(
-            path="/api/ticketing/sessions/{session_id}/seats",
-            methods=frozenset({"GET"}),
-            upstream="ticket",
-            group="ticketing-read",
-            auth=True,
-            admission="session",
-        ),
-        r(
-            path="/api/ticketing/sessions/{session_id}/holds",
-            methods=frozenset({"POST"}),
-            upstream="ticket",
-            group="ticketing-write",
-            auth=True,
-            admission="session",
-        ),
-        r(
-            path="/api/ticketing/reservations",
-            methods=frozenset({"POST"}),
-            upstream="ticket",
-            group="ticketing-write",
-            auth=True,
-            admission="user",
-        ),
-        r(
-            path="/api/ticketing/",
-            methods=frozenset({"GET", "HEAD"}),
-            upstream="ticket",
-            group="ticketing-read",
-            auth=True,
-        ),
-        r(path="/api/ticketing/", upstream="ticket", group="ticketing-write", auth=True),
+        ticket("/api/ticketing/sessions/{session_id}/seats", {"GET"}, read, "session"),
+        ticket("/api/ticketing/sessions/{session_id}/holds", {"POST"}, write, "session"),
+        ticket("/api/ticketing/reservations", {"POST"}, write, "user"),
+        ticket("/api/ticketing/", {"GET", "HEAD"}, read),
+        ticket("/api/ticketing/", None, write),
         r(path="/api/admin/", upstream="api", group="admin"),
         r(path="/api/", upstream="api", group="browse"),
     ]

@@ -1,7 +1,8 @@
 """FastAPI dependencies of the gateway-owned routes (queue), as ``Annotated`` aliases.
 
-``CurrentUser`` is the identity the front layer (``gateway/front.py``) already verified for
-this request; routes marked ``auth`` in the route table never get here without one.
+``CurrentUser`` is the identity the front layer (``gateway/front/authenticate.py``) already
+verified for this request; routes marked ``auth`` in the route table never get here without
+one.
 
 It is ``async def`` although it never awaits: FastAPI runs a plain ``def`` dependency in its
 thread pool, a thread hand-off per dependency per request, which showed in the gateway's

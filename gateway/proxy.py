@@ -3,8 +3,9 @@
 One pooled ``httpx.AsyncClient`` per upstream (its API is what tests and the queue use; respx
 mocks it). The hot path hands an ``httpx.Request`` straight to the client's transport: the
 client's auth/redirect/cookie machinery has nothing to do for a proxy and costs CPU per
-request. Transport errors are translated here into 502/504, and the per-upstream circuit
-breaker is fed.
+request. Transport errors are translated here into 502/504 problems (``UpstreamFailure``), and the
+per-upstream circuit breaker is fed. The front layer's proxy stage (``gateway/front/forward.py``)
+uses these pieces.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from gateway.circuit import CircuitBreaker
 from gateway.config import Settings
 from gateway.metrics import GatewayMetrics
 from svckit.http_transport import FastTransport
+from svckit.problems import AppError
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -45,7 +47,7 @@ HOP_BY_HOP = frozenset(
 )
 # Request headers the gateway sets itself (or must not pass on): the client's Host becomes
 # X-Forwarded-Host, the request id is the sanitized one, forwarding headers are rebuilt.
-_REQUEST_DROP = HOP_BY_HOP | {
+REQUEST_DROP = HOP_BY_HOP | {
     b"host",
     b"x-request-id",
     b"x-forwarded-for",
@@ -78,12 +80,9 @@ IDENTITY_HEADERS = frozenset(
 )
 # uvicorn adds its own Date and Server; passing the upstream's on would duplicate them.
 # The request id is the gateway's (the upstream echoes the forwarded one anyway).
-_RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
+RESPONSE_DROP = HOP_BY_HOP | {b"date", b"server", b"x-request-id"}
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-# Request bodies up to this size (known Content-Length) are read at once: one upstream write
-# instead of a generator round trip per chunk. Larger or chunked bodies are streamed.
-_BUFFER_BODY_BELOW = 64 * 1024
 
 
 class BodyTooLarge(Exception):
@@ -201,33 +200,64 @@ def make_upstream(
     )
 
 
-class UpstreamFailure(Exception):
-    """A translated transport failure: status 502/503/504 and a problem to send."""
+_UPSTREAM_TITLES = {502: "Bad Gateway", 503: "Service Unavailable", 504: "Gateway Timeout"}
 
-    def __init__(self, status: int, kind: str, detail: str, retry_after: int | None = None):
-        super().__init__(detail)
-        self.status = status
+
+class UpstreamFailure(AppError):
+    """A translated transport failure: a 502/503/504 problem that names the upstream and
+    the kind of failure (``upstream-timeout``, ``upstream-connect``, ``upstream-reset``,
+    ``upstream-circuit-open``)."""
+
+    def __init__(
+        self,
+        status: int,
+        kind: str,
+        upstream: str,
+        detail: str,
+        retry_after: int | None = None,
+    ) -> None:
+        super().__init__(
+            detail,
+            status=status,
+            title=_UPSTREAM_TITLES[status],
+            slug="upstream-" + kind.replace("_", "-"),
+            headers={"Retry-After": str(retry_after)} if retry_after else None,
+            upstream=upstream,
+        )
         self.kind = kind
-        self.detail = detail
         self.retry_after = retry_after
+
+
+def dropped_mid_response(
+    upstream: Upstream, metrics: GatewayMetrics, exc: Exception, request_id: str
+) -> UpstreamFailure:
+    """An upstream that failed after its status line: the breaker and the metrics learn of
+    it, and the 502 to send if nothing has gone to the client yet."""
+    upstream.breaker.failure()
+    metrics.upstream_errors.labels(upstream.name, "reset").inc()
+    log.warning(
+        "upstream %s failed mid-response: %r", upstream.name, exc, extra={"request_id": request_id}
+    )
+    return UpstreamFailure(
+        502, "reset", upstream.name, f"upstream '{upstream.name}' dropped the connection"
+    )
 
 
 def _translate(upstream: Upstream, exc: Exception) -> UpstreamFailure:
     name = upstream.name
     if isinstance(exc, httpx.TimeoutException):
-        return UpstreamFailure(504, "timeout", f"upstream '{name}' did not answer in time")
+        return UpstreamFailure(504, "timeout", name, f"upstream '{name}' did not answer in time")
     if isinstance(exc, httpx.ConnectError):
-        return UpstreamFailure(502, "connect", f"upstream '{name}' refused the connection")
-    return UpstreamFailure(502, "reset", f"upstream '{name}' dropped the connection")
+        return UpstreamFailure(502, "connect", name, f"upstream '{name}' refused the connection")
+    return UpstreamFailure(502, "reset", name, f"upstream '{name}' dropped the connection")
 
 
 async def read_body(receive: Receive, limit: int) -> bytes:
-    """The whole request body (bounded by ``limit``)."""
-    return b"".join([chunk async for chunk in stream_body(receive, limit)])
+    """The whole request body (at most ``limit`` bytes, else ``BodyTooLarge``).
 
-
-async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
-    """The request body as it arrives (bounded by ``limit``)."""
+    The proxy reads it before it takes an upstream connection, so a slow client holds only
+    its own socket; the server's deadlines (svckit/http_server.py) bound the wait."""
+    chunks: list[bytes] = []
     seen = 0
     while True:
         message = await receive()
@@ -238,9 +268,9 @@ async def stream_body(receive: Receive, limit: int) -> AsyncIterator[bytes]:
             seen += len(chunk)
             if seen > limit:
                 raise BodyTooLarge
-            yield chunk
+            chunks.append(chunk)
         if not message.get("more_body", False):
-            return
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class _HttpxAdapter:
@@ -271,12 +301,13 @@ class UpstreamResponse(Protocol):
     async def aclose(self) -> None: ...
 
 
+# A request's headers and body as the proxy passes them on.
+Headers = list[tuple[bytes, bytes]]
+Body = bytes | AsyncIterator[bytes] | None
+
+
 async def _send_once(
-    upstream: Upstream,
-    method: str,
-    target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes | AsyncIterator[bytes] | None,
+    upstream: Upstream, method: str, target: bytes, headers: Headers, body: Body
 ) -> UpstreamResponse:
     transport = upstream.transport
     if isinstance(transport, FastTransport):
@@ -291,6 +322,7 @@ async def _send_once(
             tls=upstream.scheme == b"https",
             connect_timeout=upstream.timeout["connect"],
             read_timeout=upstream.timeout["read"],
+            write_timeout=upstream.timeout["write"],
             pool_timeout=upstream.timeout["pool"],
         )
     request = httpx.Request(method, upstream.url(target), headers=headers, content=body)
@@ -302,8 +334,8 @@ async def send_upstream(
     upstream: Upstream,
     method: str,
     target: bytes,
-    headers: list[tuple[bytes, bytes]],
-    body: bytes | AsyncIterator[bytes] | None,
+    headers: Headers,
+    body: Body,
     *,
     retries: int,
     backoff_s: float,
@@ -320,6 +352,7 @@ async def send_upstream(
             raise UpstreamFailure(
                 503,
                 "circuit_open",
+                upstream.name,
                 f"upstream '{upstream.name}' is unavailable (circuit open)",
                 retry_after=breaker.retry_after(),
             )

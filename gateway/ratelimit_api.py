@@ -4,8 +4,9 @@ How it hooks in:
 
 - The lifespan in ``gateway/app.py`` sets ``app.state.rate_limiter`` (None = no limiting).
 - For every ``/api/*`` request (proxied and gateway-owned alike) the front layer
-  (``gateway/front.py``) computes the route group (the ``group`` of the matching route-table
-  entry, e.g. ``"browse"``, ``"auth"``, ``"queue"``, ``"ticketing-write"``) and the subject:
+  (``gateway/front/rate_limit.py``) computes the route group (the ``group`` of the matching
+  route-table entry, e.g. ``"browse"``, ``"auth"``, ``"queue"``, ``"ticketing-write"``) and
+  the subject:
   ``"user:<user_id>"`` when the request carries a valid Bearer token, else
   ``"ip:<address>"`` where the address comes from ``app.state.client_address`` (a
   :class:`ClientAddressResolver`, default: the socket peer). The rate-limit package replaces

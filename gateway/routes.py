@@ -40,6 +40,22 @@ def check_path(raw_path: bytes) -> None:
                 raise PathRejected("dot segment in the path")
 
 
+def compile_template(template: str) -> re.Pattern[bytes]:
+    """The raw-path regex of a path template (``/api/queue/{session_id}/join``): a
+    ``{name_id}`` segment matches an id within ``shared/ids.py``'s digits, any other
+    ``{name}`` one segment. The route table and the fast routes (``gateway/fastpath.py``)
+    both compile their templates here."""
+    parts = []
+    for segment in template.split("/"):
+        if segment.startswith("{") and segment.endswith("}"):
+            name = segment[1:-1]
+            pattern = ID_PATTERN.encode() if name.endswith("_id") else rb"[^/]+"
+            parts.append(b"(?P<" + name.encode() + b">" + pattern + b")")
+        else:
+            parts.append(re.escape(segment.encode()))
+    return re.compile(b"/".join(parts) + b"\\Z")
+
+
 @dataclass(frozen=True, slots=True)
 class Match:
     """A matched route and where the request goes."""
@@ -65,15 +81,7 @@ class _Compiled:
         self.prefix = b""
         self.exact = b""
         if "{" in route.path:
-            parts = []
-            for segment in route.path.split("/"):
-                if segment.startswith("{") and segment.endswith("}"):
-                    name = segment[1:-1]
-                    pattern = ID_PATTERN.encode() if name.endswith("_id") else rb"[^/]+"
-                    parts.append(b"(?P<" + name.encode() + b">" + pattern + b")")
-                else:
-                    parts.append(re.escape(segment.encode()))
-            self.regex = re.compile(b"/".join(parts) + b"\\Z")
+            self.regex = compile_template(route.path)
         elif route.path.endswith("/"):
             self.prefix = route.path.encode()
             self.exact = self.prefix[:-1]  # "/api/ticketing" belongs to "/api/ticketing/"

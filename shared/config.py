@@ -59,6 +59,13 @@ class CommonSettings(BaseSettings):
     max_seats_per_user: int = Field(default=4, ge=1)
 
     redis_socket_timeout_s: float = Field(default=1.0, gt=0)
+    # The edge of every served process (svckit/http_server.py): request line + headers over
+    # this many bytes → 431; a head slower than its timeout, or a body slower than its total
+    # timeout or silent longer than its idle timeout → 408. Nothing reaches the app first.
+    request_head_max_bytes: int = Field(default=16 * 1024, ge=1024)
+    request_head_timeout_s: float = Field(default=10.0, gt=0)
+    request_body_idle_timeout_s: float = Field(default=10.0, gt=0)
+    request_body_timeout_s: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
     # Freeze the start-up heap out of the garbage collector's full passes (svckit/gc_tuning.py).
     # ``boxoffice serve`` turns it on; off by default so in-process test apps leave it alone.

@@ -14,7 +14,14 @@ an ``httpx.URL``/``httpx.Request`` per request costs ~100 µs. So:
   test_http_transport.py`` tests this module against a real socket server.
 
 Errors are raised as httpx exceptions (``ConnectError``, ``ConnectTimeout``, ``ReadTimeout``,
-``RemoteProtocolError``, ``ReadError``, ``PoolTimeout``) so callers map one family only.
+``WriteTimeout``, ``RemoteProtocolError``, ``ReadError``, ``PoolTimeout``) so callers map one
+family only.
+
+A connection carries one exchange at a time, and its framing is trusted only while the
+upstream answers exactly what was asked (issue 16): bytes that arrive while it is idle, or
+after a response is complete, close it (they would be read as the next client's response);
+interim ``1xx`` responses are skipped; a connection goes back to the pool only when its
+response was read to the end with nothing after it.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ import httpx
 _HIGH_WATER = 256 * 1024  # pause reading the upstream when this much body is unconsumed
 _LOW_WATER = 64 * 1024
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+
+class _Unexpected(Exception):
+    """Raised in a parser callback: the upstream sent a message nobody asked for."""
 
 
 class _Conn(asyncio.Protocol):
@@ -64,6 +75,8 @@ class _Conn(asyncio.Protocol):
         self.reading_paused = False
         self.head_only = False
         self.framed = False  # Content-Length or Transfer-Encoding seen
+        self.begun = False  # a response message has started
+        self.interim = False  # the message being parsed is a 1xx
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -71,10 +84,16 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.got_bytes = True
+        if self.head_waiter is None or self.done:
+            # Nobody asked (idle, or the response is complete): whatever this is, the
+            # connection can no longer tell where the next response starts.
+            self.keep_alive = False
+            self.close()
+            return
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserError as e:
-            self._fail(httpx.RemoteProtocolError(f"bad upstream response: {e}"))
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as e:
+            self._fail(httpx.RemoteProtocolError(f"bad upstream response: {e!r}"))
             self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -110,15 +129,26 @@ class _Conn(asyncio.Protocol):
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
-    async def drain(self) -> None:
-        """Wait until the socket buffer accepts more (request body back-pressure)."""
+    async def drain(self, timeout: float | None) -> None:
+        """Wait until the socket buffer accepts more (request body back-pressure), at most
+        ``timeout`` (then ``WriteTimeout``)."""
         if self.closed:
             raise httpx.WriteError("upstream connection lost")
         if self._write_paused:
             self._drain_waiter = self.loop.create_future()
-            await self._drain_waiter
+            try:
+                async with asyncio.timeout(timeout):
+                    await self._drain_waiter
+            except TimeoutError as e:
+                raise httpx.WriteTimeout("upstream did not take the request in time") from e
 
     # httptools callbacks
+    def on_message_begin(self) -> None:
+        if self.begun:
+            # A second response in one read: one request, one response.
+            raise _Unexpected("a response nobody asked for")
+        self.begun = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"content-length" or name == b"transfer-encoding":
@@ -126,7 +156,16 @@ class _Conn(asyncio.Protocol):
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.status = self.parser.get_status_code()
+        status = self.parser.get_status_code()
+        if status < 200:
+            if status == 101:  # the proxy never asks for an upgrade (Upgrade is hop-by-hop)
+                raise _Unexpected("an upgrade nobody asked for")
+            # Interim (100 Continue, 103 Early Hints): the final response follows.
+            self.interim = True
+            self.headers = []
+            self.framed = False
+            return
+        self.status = status
         self.keep_alive = self.parser.should_keep_alive()
         if self.head_waiter is not None and not self.head_waiter.done():
             self.head_waiter.set_result(None)
@@ -146,6 +185,9 @@ class _Conn(asyncio.Protocol):
         self._wake()
 
     def on_message_complete(self) -> None:
+        if self.interim:
+            self.interim = self.begun = False
+            return
         self.done = True
         self._wake()
 
@@ -293,7 +335,7 @@ class _Pool:
             finally:
                 if waiter in self.waiters:
                     self.waiters.remove(waiter)
-            if got is not None:
+            if got is not None and not got.closed:  # it may have died since it was handed over
                 got.reused = True
                 return got
 
@@ -392,6 +434,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         tls: bool = False,
         connect_timeout: float | None,
         read_timeout: float | None,
+        write_timeout: float | None = None,
         pool_timeout: float | None = None,
     ) -> RawResponse:
         """Send one request and return once the response head arrived (body streamed).
@@ -421,9 +464,16 @@ class FastTransport(httpx.AsyncBaseTransport):
             try:
                 if streamed:
                     transport.write(head)
-                    await self._write_stream(conn, body, chunked=not has_length)  # type: ignore[arg-type]
+                    await self._write_stream(
+                        conn,
+                        body,  # type: ignore[arg-type]
+                        chunked=not has_length,
+                        timeout=write_timeout,
+                    )
                 else:
                     transport.write(head + body if body else head)  # type: ignore[operator]
+                    if conn._write_paused:
+                        await conn.drain(write_timeout)
                 await conn.wait(conn.head_waiter, read_timeout)
             except httpx.RemoteProtocolError:
                 retry = conn.reused and not conn.got_bytes and replayable and attempt == 0
@@ -438,7 +488,9 @@ class FastTransport(httpx.AsyncBaseTransport):
         raise AssertionError("unreachable")
 
     @staticmethod
-    async def _write_stream(conn: _Conn, body: AsyncIterator[bytes], *, chunked: bool) -> None:
+    async def _write_stream(
+        conn: _Conn, body: AsyncIterator[bytes], *, chunked: bool, timeout: float | None
+    ) -> None:
         transport = conn.transport
         assert transport is not None
         async for chunk in body:
@@ -448,7 +500,7 @@ class FastTransport(httpx.AsyncBaseTransport):
                 transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             else:
                 transport.write(chunk)
-            await conn.drain()
+            await conn.drain(timeout)
         if chunked:
             transport.write(b"0\r\n\r\n")
 
@@ -480,6 +532,7 @@ class FastTransport(httpx.AsyncBaseTransport):
             tls=tls,
             connect_timeout=timeout.get("connect", self.connect_timeout_s),
             read_timeout=timeout.get("read"),
+            write_timeout=timeout.get("write"),
             pool_timeout=timeout.get("pool"),
         )
         return httpx.Response(

@@ -1,6 +1,7 @@
-"""One pure-ASGI middleware for what every request needs: request id, body limit, access
-log and metrics. Pure ASGI (not ``BaseHTTPMiddleware``) because it sits on the hot path and
-must not buffer streamed bodies."""
+"""What every request needs, as pure-ASGI pieces: request id, body limit, access log and
+metrics. ``RequestContextMiddleware`` puts them together for api_server and ticket_server;
+the gateway's front stages (``gateway/front/``) use the same pieces. Pure ASGI (not
+``BaseHTTPMiddleware``) because they sit on the hot path and must not buffer bodies."""
 
 from __future__ import annotations
 
@@ -9,12 +10,9 @@ import random
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 
-import orjson
-
-from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
-from svckit.metrics import ServiceMetrics
+from svckit.problems import AppError, BadRequest, PayloadTooLarge, send_error
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,61 +34,124 @@ def sane_request_id(raw: bytes | None) -> str:
     return f"{random.getrandbits(128):032x}"
 
 
-async def send_problem(
-    send: Send,
+def declared_length(content_length: bytes | None, limit: int) -> int | None:
+    """The body size the client declares (None: no ``Content-Length``); a value that is not
+    a number is a 400, one over ``limit`` a 413, before any of the body is read."""
+    if content_length is None:
+        return None
+    # Digits only (RFC 9110 §8.6): ``int()`` would also take a sign, spaces and underscores.
+    if not content_length.isdigit():
+        raise BadRequest("bad Content-Length")
+    length = int(content_length)
+    if length > limit:
+        raise PayloadTooLarge(limit)
+    return length
+
+
+class LimitedBody:
+    """The body-limit wrapper around an app's ``receive`` and ``send``.
+
+    Past ``limit`` bytes the client gets the 413 at once (unless a response has started)
+    and the app is told the client left, so it stops reading; what it still sends is
+    dropped. ``headers`` are added to the app's response; ``status`` is what was sent."""
+
+    __slots__ = (
+        "_receive",
+        "_send",
+        "headers",
+        "limit",
+        "rejected",
+        "request_id",
+        "seen",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        receive: Receive,
+        send: Send,
+        *,
+        limit: int,
+        request_id: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        self._receive = receive
+        self._send = send
+        self.limit = limit
+        self.request_id = request_id
+        self.headers = headers
+        self.seen = 0
+        self.started = False
+        self.rejected = False
+        self.status = 500
+
+    async def receive(self) -> Message:
+        """The app's ``receive``."""
+        if self.rejected:
+            return {"type": "http.disconnect"}
+        message = await self._receive()
+        if message["type"] == "http.request":
+            self.seen += len(message.get("body", b""))
+            if self.seen > self.limit:
+                self.rejected = True
+                if not self.started:
+                    self.started = True
+                    self.status = 413
+                    await send_error(self._send, PayloadTooLarge(self.limit), self.request_id)
+                return {"type": "http.disconnect"}
+        return message
+
+    async def send(self, message: Message) -> None:
+        """The app's ``send``."""
+        if self.rejected:
+            return
+        if message["type"] == "http.response.start":
+            self.started = True
+            self.status = message["status"]
+            message["headers"] = [*message.get("headers", ()), *self.headers]
+        await self._send(message)
+
+
+class RequestMetrics(Protocol):
+    """What :func:`observe` counts into (``svckit.metrics.ServiceMetrics``)."""
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Count one finished request."""
+
+
+def observe(
+    metrics: RequestMetrics,
+    service: str,
+    method: str,
+    path: str,
+    route: str,
     status: int,
-    title: str,
-    detail: str,
-    slug: str,
+    started: float,
     request_id: str,
-    headers: list[tuple[bytes, bytes]] | None = None,
+    upstream: str | None = None,
 ) -> None:
-    """Write a whole problem+json response straight to ASGI ``send``."""
-    body = orjson.dumps(
-        problem_body(
-            status=status,
-            title=title,
-            detail=detail,
-            type_=problem_type(slug),
-            request_id=request_id,
-        )
-    )
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", PROBLEM_CONTENT_TYPE.encode()),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-                *(headers or []),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
-
-
-async def _send_too_large(send: Send, limit: int, request_id: str) -> None:
-    await send_problem(
-        send,
-        413,
-        "Content Too Large",
-        f"The request body exceeds {limit} bytes.",
-        "payload-too-large",
-        request_id,
-        [(b"connection", b"close")],
-    )
+    """The metrics and the access-log line of one finished request (the gateway's name the
+    ``upstream``, "" for what it answers itself). Positional: it runs on every request."""
+    elapsed = time.perf_counter() - started
+    metrics.observe_request(route, method, status, elapsed)
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {"request_id": request_id, "service": service, "route": route}
+        if upstream is not None:
+            fields["upstream"] = upstream
+        access_log.info("%s %s %d %.1fms", method, path, status, elapsed * 1000, extra=fields)
 
 
 class RequestContextMiddleware:
-    """Request id in and out, 413 over the body limit, an access-log line and metrics."""
+    """Request id in and out, 400/413 for a bad or too large body, an access-log line and
+    metrics."""
 
     def __init__(
         self,
         app: ASGIApp,
         *,
         service: str,
-        metrics: ServiceMetrics,
+        metrics: RequestMetrics,
         max_body_bytes: int = 1024 * 1024,
         route_label: Callable[[Scope], str] | None = None,
     ) -> None:
@@ -114,68 +175,34 @@ class RequestContextMiddleware:
                 content_length = value
         rid = sane_request_id(raw_rid)
         scope.setdefault("state", {})["request_id"] = rid
-        rid_header = (b"x-request-id", rid.encode())
-        status_box = [500]
-
-        limit = self.max_body_bytes
-        if content_length is not None:
-            try:
-                too_big = int(content_length) > limit
-            except ValueError:
-                too_big = False
-            if too_big:
-                await _send_too_large(send, limit, rid)
-                self._observe(scope, 413, started, rid)
-                return
-
-        seen = 0
-        too_large = False
-
-        async def limited_receive() -> Message:
-            nonlocal seen, too_large
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    # Raising here would become the framework's 400; instead end the body
-                    # early and replace whatever the app answers with a 413.
-                    too_large = True
-                    return {"type": "http.request", "body": b"", "more_body": False}
-            return message
-
-        replaced = False
-
-        async def send_wrapper(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return
-            if message["type"] == "http.response.start":
-                if too_large:
-                    replaced = True
-                    status_box[0] = 413
-                    await _send_too_large(send, limit, rid)
-                    return
-                status_box[0] = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
-            await send(message)
-
+        body = LimitedBody(
+            receive,
+            send,
+            limit=self.max_body_bytes,
+            request_id=rid,
+            headers=[(b"x-request-id", rid.encode())],
+        )
         try:
-            await self.app(scope, limited_receive, send_wrapper)
+            try:
+                declared_length(content_length, self.max_body_bytes)
+            except AppError as e:
+                body.status = e.status
+                await send_error(send, e, rid)
+                return
+            await self.app(scope, body.receive, body.send)
+        except Exception:
+            if not body.rejected:
+                raise  # the server-error layer outside answers 500
         finally:
-            self._observe(scope, status_box[0], started, rid)
-
-    def _observe(self, scope: Scope, status: int, started: float, rid: str) -> None:
-        elapsed = time.perf_counter() - started
-        route = self.route_label(scope)
-        self.metrics.observe_request(route, scope["method"], status, elapsed)
-        if access_log.isEnabledFor(logging.INFO):
-            access_log.info(
-                "%s %s %d %.1fms",
+            observe(
+                self.metrics,
+                self.service,
                 scope["method"],
                 scope["path"],
-                status,
-                elapsed * 1000,
-                extra={"request_id": rid, "service": self.service, "route": route},
+                self.route_label(scope),
+                body.status,
+                started,
+                rid,
             )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import orjson
@@ -11,8 +12,9 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
+from svckit.errors import ServiceUnavailable, app_error_response, request_id_of
 from svckit.metrics import ServiceMetrics
+from svckit.single_flight import SingleFlight
 
 # A check raises (or times out) when its dependency is not ready; it may return a note
 # (e.g. "replica down; reads use the primary") that /readyz reports instead of "ok".
@@ -25,19 +27,20 @@ def ops_router(
     metrics: ServiceMetrics,
     checks: dict[str, ReadinessCheck],
     timeout_s: float = 2.0,
+    verdict_ttl_s: float = 1.0,
 ) -> APIRouter:
-    """Operations routes. Each check raises (or times out) when its dependency is not ready."""
+    """Operations routes. Each check raises (or times out) when its dependency is not ready.
+
+    The readiness verdict is shared for ``verdict_ttl_s``, and by every request that comes
+    while it is being reached: ``/readyz`` needs no credentials, and a flood of it must not
+    become a flood on the dependencies (issue 16)."""
     router = APIRouter(tags=["operations"])
+    # [(expires, failing, notes)] once reached: failing names the checks that failed,
+    # notes what the others said ("ok", or e.g. "replica down; reads use the primary").
+    verdict: list[tuple[float, dict[str, str], dict[str, str]]] = []
+    deciding: SingleFlight[str, tuple[dict[str, str], dict[str, str]]] = SingleFlight()
 
-    @router.get("/healthz")
-    async def healthz() -> dict[str, str]:
-        """Liveness: 200 while the process runs."""
-        return {"status": "ok"}
-
-    @router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
-    async def readyz(request: Request) -> Response:
-        """Readiness: 200 when every dependency answers, else 503 naming the failing ones."""
-
+    async def evaluate(request: Request) -> tuple[dict[str, str], dict[str, str]]:
         async def run(name: str, check: ReadinessCheck) -> tuple[str, str | None, str]:
             try:
                 note = await asyncio.wait_for(check(request), timeout_s)
@@ -52,27 +55,30 @@ def ops_router(
 
         results = await asyncio.gather(*(run(n, c) for n, c in checks.items()))
         failing = {name: why for name, why, _ in results if why is not None}
+        notes = {name: note for name, why, note in results if why is None}
+        verdict[:] = [(time.monotonic() + verdict_ttl_s, failing, notes)]
+        return failing, notes
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: 200 while the process runs."""
+        return {"status": "ok"}
+
+    @router.get("/readyz", responses={503: {"description": "a dependency is not ready"}})
+    async def readyz(request: Request) -> Response:
+        """Readiness: 200 when every dependency answers, else 503 naming the failing ones."""
+        if verdict and verdict[0][0] > time.monotonic():
+            failing, notes = verdict[0][1], verdict[0][2]
+        else:
+            failing, notes = await deciding.run("ready", lambda _: evaluate(request))
         if not failing:
             return Response(
-                orjson.dumps(
-                    {"status": "ready", "checks": {name: note for name, _, note in results}}
-                ),
+                orjson.dumps({"status": "ready", "checks": notes}),
                 media_type="application/json",
             )
-        body = problem_body(
-            status=503,
-            title="Service Unavailable",
-            detail="not ready: " + ", ".join(sorted(failing)),
-            type_=problem_type("not-ready"),
-            request_id=request.scope.get("state", {}).get("request_id"),
-            failing=failing,
-        )
-        return Response(
-            orjson.dumps(body),
-            status_code=503,
-            media_type=PROBLEM_CONTENT_TYPE,
-            headers={"Retry-After": "1"},
-        )
+        detail = "not ready: " + ", ".join(sorted(failing))
+        not_ready = ServiceUnavailable(detail, slug="not-ready", failing=failing)
+        return app_error_response(not_ready, request_id_of(request))
 
     @router.get("/metrics")
     async def prometheus_metrics() -> Response:

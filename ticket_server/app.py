@@ -120,6 +120,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 metrics=booking_metrics,
             )
             state = {
+                "settings": settings,  # svckit/http_server.py reads the edge limits here
                 "redis": redis,
                 "engine": engine,
                 "ticketing": Ticketing(

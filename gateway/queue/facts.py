@@ -5,6 +5,7 @@ one upstream request: at on-sale time thousands of joins arrive for the same ses
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from datetime import datetime
 
 import httpx
@@ -31,7 +32,11 @@ class _SessionBody(BaseModel):
 
 class SessionFactsClient:
     """Cached reader of session facts; unknown session → ``NotFound``, api_server down →
-    ``ServiceUnavailable`` (never a guess: the opening time gates joining)."""
+    ``ServiceUnavailable`` (never a guess: the opening time gates joining).
+
+    At most ``max_entries`` sessions are remembered, the least recently used forgotten
+    first: every join for an unknown session id adds an entry, and ids cost a client
+    nothing to make up."""
 
     def __init__(
         self,
@@ -40,13 +45,19 @@ class SessionFactsClient:
         default_policy: QueuePolicy,
         ttl_s: float = 5.0,
         missing_ttl_s: float = 1.0,
+        max_entries: int = 10_000,
     ) -> None:
         self.client = client
         self.default_policy = default_policy
         self.ttl_s = ttl_s
         self.missing_ttl_s = missing_ttl_s
-        self._cache: dict[int, tuple[float, SessionFacts | None]] = {}
+        self.max_entries = max_entries
+        self._cache: OrderedDict[int, tuple[float, SessionFacts | None]] = OrderedDict()
         self._fetching: SingleFlight[int, SessionFacts | None] = SingleFlight()
+
+    def __len__(self) -> int:
+        """How many sessions are remembered (found or missing)."""
+        return len(self._cache)
 
     def cached(self, session_id: int) -> SessionFacts | None:
         """The cached facts, even if stale (for estimates when api_server is away)."""
@@ -57,6 +68,7 @@ class SessionFactsClient:
         """The facts of a session (cached for ``ttl_s``)."""
         entry = self._cache.get(session_id)
         if entry is not None and entry[0] > time.monotonic():
+            self._cache.move_to_end(session_id)
             facts = entry[1]
         else:
             facts = await self._fetching.run(session_id, self._fetch)
@@ -72,7 +84,7 @@ class SessionFactsClient:
                 f"session facts unavailable: {type(e).__name__}", retry_after=1
             ) from e
         if response.status_code == 404:
-            self._cache[session_id] = (time.monotonic() + self.missing_ttl_s, None)
+            self._remember(session_id, time.monotonic() + self.missing_ttl_s, None)
             return None
         if response.status_code != 200:
             raise ServiceUnavailable(
@@ -96,8 +108,15 @@ class SessionFactsClient:
             pre_queue_opens_at=body.queue.pre_queue_opens_at if body.queue else None,
             shuffle_at_open=body.queue.shuffle_at_open if body.queue else True,
         )
-        self._cache[session_id] = (time.monotonic() + self.ttl_s, facts)
+        self._remember(session_id, time.monotonic() + self.ttl_s, facts)
         return facts
+
+    def _remember(self, session_id: int, expires: float, facts: SessionFacts | None) -> None:
+        cache = self._cache
+        cache[session_id] = (expires, facts)
+        cache.move_to_end(session_id)
+        if len(cache) > self.max_entries:
+            cache.popitem(last=False)
 
 
 def opens_in_s(facts: SessionFacts, now: datetime) -> float:

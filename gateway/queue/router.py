@@ -11,7 +11,6 @@ without asking Redis (a gateway also remembers the line numbers it has seen)."""
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -20,10 +19,11 @@ from sse_starlette import EventSourceResponse
 from starlette.datastructures import State
 
 from gateway.dependencies import CurrentUser
-from gateway.front import FastRoute
+from gateway.fastpath import FastRoute
 from gateway.queue.runtime import QueueRuntime
 from gateway.queue.schemas import QueueStatus
 from gateway.queue.service import QueueService, QueueUnavailable
+from shared.ids import MAX_ID
 from shared.schemas.common import problem_responses
 from shared.schemas.queue import QueueDraw
 from shared.tokens import AccessClaims
@@ -31,7 +31,7 @@ from svckit.errors import NotFound, ServiceUnavailable
 
 router = APIRouter()
 
-SessionId = Annotated[int, Path(ge=1, le=2**53, description="The session's id.")]
+SessionId = Annotated[int, Path(ge=1, le=MAX_ID, description="The session's id.")]
 Ticket = Annotated[
     str | None,
     Header(alias="X-Queue-Ticket", max_length=128, description="The caller's queue ticket."),
@@ -129,13 +129,12 @@ async def queue_status(
 
 
 def fast_routes(prefix: str) -> list[FastRoute]:
-    """Join and status for the front layer's fast path (``gateway/front.py``): every waiter
+    """Join and status for the front layer's fast path (``gateway/front/local.py``): every waiter
     repeats them at on-sale time, and FastAPI's routing and dependency resolution cost more
     CPU than the call itself (a third of the gateway's, profiled). The routes above stay:
     they document the API, and answer whatever the fast path declines (ids out of range).
     The fast path sees no request headers: it finds the caller's line number in what this
     gateway remembers (its joins and earlier polls), else asks Redis once."""
-    base = re.escape(prefix.encode())
 
     async def fast_join(state: State, session_id: int, user: AccessClaims) -> bytes | None:
         if not _valid_session_id(session_id):
@@ -151,13 +150,13 @@ def fast_routes(prefix: str) -> list[FastRoute]:
         return status.model_dump_json().encode()
 
     return [
-        FastRoute("POST", re.compile(base + rb"/(\d{1,16})/join\Z"), fast_join),
-        FastRoute("GET", re.compile(base + rb"/(\d{1,16})\Z"), fast_status),
+        FastRoute("POST", prefix + "/{session_id}/join", fast_join),
+        FastRoute("GET", prefix + "/{session_id}", fast_status),
     ]
 
 
 def _valid_session_id(session_id: int) -> bool:
-    return 1 <= session_id <= 2**53  # as ``SessionId`` validates it
+    return 1 <= session_id <= MAX_ID  # as ``SessionId`` validates it
 
 
 @router.delete("/{session_id}", status_code=204, responses=problem_responses(401, 422, 503))

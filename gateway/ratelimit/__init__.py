@@ -7,12 +7,12 @@ Wiring (``gateway/app.py``): ``start_rate_limiter(...)`` in the lifespan →
 from gateway.ratelimit.client_address import client_address, make_resolver
 from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings, default_policies
 from gateway.ratelimit.service import (
-    LimitDecision,
     RedisRateLimiter,
     make_redis,
     running_rate_limiter,
     start_rate_limiter,
 )
+from gateway.ratelimit.verdicts import LimitDecision
 
 __all__ = [
     "FailureMode",

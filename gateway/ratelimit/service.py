@@ -27,7 +27,15 @@ from gateway.ratelimit import metrics as m
 from gateway.ratelimit import scripts
 from gateway.ratelimit.instances import InstanceTracker
 from gateway.ratelimit.local import LocalLimiter
-from gateway.ratelimit.policies import FailureMode, Policy, RateLimitSettings
+from gateway.ratelimit.policies import FailureMode, RateLimitSettings
+from gateway.ratelimit.verdicts import (
+    ALLOWED_UNCOUNTED,
+    H_LIMIT,
+    LimitDecision,
+    Rule,
+    seconds_up,
+    verdict,
+)
 from shared import keys
 from svckit.redis_client import (
     RedisMode,
@@ -40,114 +48,9 @@ from svckit.redis_pipeline import AnyPipelined, PipelinedScript, bulk, slot_of
 
 log = logging.getLogger("boxoffice.gateway.ratelimit")
 
-H_LIMIT = b"ratelimit-limit"
-H_REMAINING = b"ratelimit-remaining"
-H_RESET = b"ratelimit-reset"
-
-
-@dataclass(frozen=True, slots=True)
-class LimitDecision:
-    """A verdict for one request (satisfies ``gateway.ratelimit_api.RateLimitDecision``).
-
-    Immutable and shared: the limiter hands out the same object for the same verdict."""
-
-    allowed: bool
-    # RateLimit-* header pairs for the response (empty when nothing was counted).
-    headers: tuple[tuple[bytes, bytes], ...] = ()
-    # Whole seconds until a retry may succeed (when not allowed; at least 1).
-    retry_after: int = 0
-    # When not allowed: 429 over the limit, 503 when Redis is unavailable and the policy
-    # fails closed.
-    status: int = 429
-
-
-# Redis unavailable and the policy fails open: let through, no headers (nothing counted).
-_ALLOWED_UNCOUNTED = LimitDecision(True)
-
-
-def _seconds_up(us: int) -> int:
-    return max(0, -(-us // 1_000_000))
-
-
-def _verdict(
-    limit_header: tuple[bytes, bytes], allowed: bool, remaining: int, retry_s: int, reset_s: int
-) -> LimitDecision:
-    headers = (
-        limit_header,
-        (H_REMAINING, str(remaining).encode()),
-        (H_RESET, str(reset_s).encode()),
-    )
-    return LimitDecision(True, headers) if allowed else LimitDecision(False, headers, retry_s)
-
-
-# Bounds of the per-policy caches below; a full cache is emptied and fills again.
+# Bound of the per-policy call cache; a full cache is emptied and fills again.
 _MAX_CALLS = 8192  # subjects with their script call prepared
 _MAX_SHARDS = 64  # failure states kept (masters come and go with failovers)
-_MAX_VERDICTS = 4096  # distinct (remaining or retry, reset) pairs
-
-
-class _Rule:
-    """What one route group's policy needs per request, computed once: the script's
-    arguments, the call prepared per subject, and the verdicts already made (the headers of
-    a verdict depend only on ``(remaining, reset)`` in whole seconds, a few hundred pairs for
-    a policy, so each is built once)."""
-
-    __slots__ = (
-        "admitted",
-        "burst",
-        "calls",
-        "counts",
-        "interval_us",
-        "limit_header",
-        "name",
-        "policy",
-        "refused",
-        "tolerance_us",
-    )
-
-    def __init__(self, name: str, policy: Policy, counts: m.DecisionCounts) -> None:
-        self.name = name
-        self.policy = policy
-        self.interval_us = policy.interval_us  # a computed property: once
-        self.burst = policy.burst
-        self.tolerance_us = self.interval_us * policy.burst
-        self.limit_header = (H_LIMIT, str(policy.burst).encode())
-        self.counts = counts
-        self.calls: dict[str, object] = {}
-        self.admitted: dict[tuple[int, int], LimitDecision] = {}
-        self.refused: dict[tuple[int, int], LimitDecision] = {}
-
-    def decide(self, reset_us: int) -> LimitDecision:
-        """The verdict for the script's reply (see ``gcra.lua``): the reset in µs, negated
-        when refused. Counted in the policy's decisions."""
-        if reset_us > 0:
-            self.counts.allowed += 1
-            key = ((self.tolerance_us - reset_us) // self.interval_us, -(-reset_us // 1_000_000))
-            verdict = self.admitted.get(key)
-            if verdict is None:
-                verdict = self._remember(self.admitted, key, True)
-            return verdict
-        self.counts.limited += 1
-        reset_us = -reset_us
-        retry_us = reset_us + self.interval_us - self.tolerance_us
-        key = (max(1, _seconds_up(retry_us)), _seconds_up(reset_us))
-        verdict = self.refused.get(key)
-        if verdict is None:
-            verdict = self._remember(self.refused, key, False)
-        return verdict
-
-    def _remember(
-        self, cache: dict[tuple[int, int], LimitDecision], key: tuple[int, int], allowed: bool
-    ) -> LimitDecision:
-        if len(cache) >= _MAX_VERDICTS:
-            cache.clear()
-        first, reset_s = key
-        verdict = cache[key] = (
-            _verdict(self.limit_header, True, first, 0, reset_s)
-            if allowed
-            else _verdict(self.limit_header, False, 0, first, reset_s)
-        )
-        return verdict
 
 
 def _error_kind(exc: BaseException) -> str:
@@ -271,7 +174,7 @@ class RedisRateLimiter:
             PipelinedGcra(pipelined) if pipelined is not None else RedisPyGcra(redis)
         )
         self._clock = clock
-        self._rules: dict[str, _Rule] = {}
+        self._rules: dict[str, Rule] = {}
         # Failure state per shard (a cluster master; one for a single server).
         self._health: dict[object, _Health] = {}
         self._closed = False
@@ -291,14 +194,14 @@ class RedisRateLimiter:
             health = self._health[shard] = _Health()
         return health
 
-    def _rule(self, group: str) -> _Rule:
+    def _rule(self, group: str) -> Rule:
         rule = self._rules.get(group)
         if rule is None:
             name, policy = self.settings.policy_for(group)
-            rule = self._rules[group] = _Rule(name, policy, self.metrics.counts(name))
+            rule = self._rules[group] = Rule(name, policy, self.metrics.counts(name))
         return rule
 
-    def _prepare(self, rule: _Rule, subject: str) -> object:
+    def _prepare(self, rule: Rule, subject: str) -> object:
         calls = rule.calls
         if len(calls) >= _MAX_CALLS:
             calls.clear()
@@ -363,11 +266,11 @@ class RedisRateLimiter:
             self._redis_recovered(health)
         return rule.decide(reset_us)
 
-    def _fallback(self, rule: _Rule, subject: str) -> LimitDecision:
+    def _fallback(self, rule: Rule, subject: str) -> LimitDecision:
         mode = rule.policy.failure_mode
         if mode is FailureMode.OPEN:
             rule.counts.fail_open += 1
-            return _ALLOWED_UNCOUNTED
+            return ALLOWED_UNCOUNTED
         if mode is FailureMode.CLOSED:
             rule.counts.fail_closed += 1
             return LimitDecision(False, retry_after=self._closed_retry_after, status=503)
@@ -379,12 +282,12 @@ class RedisRateLimiter:
         else:
             rule.counts.local_limited += 1
         # The headers describe the share this instance enforces while degraded.
-        return _verdict(
+        return verdict(
             (H_LIMIT, str(share.burst).encode()),
             v.allowed,
             v.remaining,
-            max(1, _seconds_up(v.retry_after_us)),
-            _seconds_up(v.reset_us),
+            max(1, seconds_up(v.retry_after_us)),
+            seconds_up(v.reset_us),
         )
 
     def _redis_failed(self, exc: BaseException, health: _Health) -> None:

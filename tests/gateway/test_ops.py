@@ -65,3 +65,27 @@ async def test_openapi_lists_gateway_routes(gateway: GatewayHarness) -> None:
     r = await gateway.client.get("/openapi.json")
     assert r.status_code == 200
     assert "/api/auth/guest" in r.json()["paths"]
+
+
+async def test_a_flood_of_readyz_is_not_a_flood_on_the_upstreams(
+    gateway: GatewayHarness,
+) -> None:
+    """The verdict is shared for a second, and by every request while it is reached."""
+
+    async def slow_ok(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return httpx.Response(200, json={"status": "ok"})
+
+    api = gateway.api.get("/healthz").mock(side_effect=slow_ok)
+    ticket = gateway.ticket.get("/healthz").respond(200, json={"status": "ok"})
+    answers = await asyncio.gather(*(gateway.client.get("/readyz") for _ in range(50)))
+    answers += [await gateway.client.get("/readyz") for _ in range(50)]
+    assert {r.status_code for r in answers} == {200}
+    assert len({r.headers["x-request-id"] for r in answers}) == 100
+    assert (api.call_count, ticket.call_count) == (1, 1)
+    await asyncio.sleep(1.1)  # the verdict expires: the next request asks again
+    ticket.respond(503)
+    r = await gateway.client.get("/readyz")
+    assert r.status_code == 503
+    assert set(r.json()["failing"]) == {"ticket"}
+    assert (api.call_count, ticket.call_count) == (2, 2)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from typing import Any
 
 import httpx
+import orjson
 import pytest
 from fastapi import FastAPI, Request
 from pydantic import BaseModel, Field
@@ -125,6 +127,34 @@ class TestProblems:
 
         r = await client.post("/echo", content=chunks())
         assert r.status_code == 413
+
+    @pytest.mark.parametrize(("length", "status"), [(b"12abc", 400), (b"-1", 400), (b"2000", 413)])
+    async def test_bad_or_too_large_declared_length_is_refused_before_the_app(
+        self, length: bytes, status: int
+    ) -> None:
+        # Raw ASGI: an HTTP client would not send a Content-Length that is not a number.
+        sent: list[MutableMapping[str, Any]] = []
+
+        async def receive() -> MutableMapping[str, Any]:
+            return {"type": "http.request", "body": b"1", "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(message)
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/echo",
+            "raw_path": b"/echo",
+            "query_string": b"",
+            "headers": [(b"content-length", length)],
+        }
+        await _app()(scope, receive, send)
+        assert sent[0]["status"] == status
+        assert b"x-request-id" in dict(sent[0]["headers"])
+        body = orjson.loads(sent[1]["body"])
+        assert body["status"] == status
+        assert body["type"].endswith("bad-request" if status == 400 else "payload-too-large")
 
     async def test_unknown_route_and_method(self, client: httpx.AsyncClient) -> None:
         r = await client.get("/nope")

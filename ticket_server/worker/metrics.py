@@ -23,7 +23,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from shared import keys
-from shared.problems import PROBLEM_CONTENT_TYPE, problem_body, problem_type
+from shared.problems import PROBLEM_CONTENT_TYPE
+from svckit.problems import NotFound, ServiceUnavailable, error_json
 
 log = logging.getLogger(__name__)
 
@@ -209,8 +210,9 @@ def _handler(registry: CollectorRegistry, ready: ReadyCheck) -> type[BaseHTTPReq
             elif path == "/readyz":
                 self._readyz()
             else:
-                body = problem_body(status=404, title="Not Found", detail=f"no route {path}")
-                self._send(404, PROBLEM_CONTENT_TYPE, orjson.dumps(body))
+                self._send(
+                    404, PROBLEM_CONTENT_TYPE, error_json(NotFound(f"no route {path}"), None)
+                )
 
         def _readyz(self) -> None:
             try:
@@ -222,14 +224,9 @@ def _handler(registry: CollectorRegistry, ready: ReadyCheck) -> type[BaseHTTPReq
                 doc = {"status": "ready", "checks": dict.fromkeys(checks, "ok")}
                 self._send(200, "application/json", orjson.dumps(doc))
                 return
-            body = problem_body(
-                status=503,
-                title="Service Unavailable",
-                detail="not ready: " + ", ".join(sorted(failing)),
-                type_=problem_type("not-ready"),
-                failing=failing,
-            )
-            self._send(503, PROBLEM_CONTENT_TYPE, orjson.dumps(body), retry_after=True)
+            detail = "not ready: " + ", ".join(sorted(failing))
+            not_ready = ServiceUnavailable(detail, slug="not-ready", failing=failing)
+            self._send(503, PROBLEM_CONTENT_TYPE, error_json(not_ready, None), retry_after=True)
 
         def _send(self, status: int, ctype: str, body: bytes, retry_after: bool = False) -> None:
             self.send_response(status)

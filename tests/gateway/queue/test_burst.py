@@ -17,7 +17,7 @@ from gateway.queue.facts import SessionFactsClient
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.service import QueueUnavailable
 from shared import keys
-from svckit.errors import ServiceUnavailable
+from svckit.errors import NotFound, ServiceUnavailable
 from tests.gateway.queue.conftest import session_body
 
 pytestmark = pytest.mark.integration
@@ -107,3 +107,27 @@ async def test_the_burst_shares_an_api_server_failure_and_the_next_join_asks_aga
             with pytest.raises(Exception, match="does not exist"):
                 await facts.get(6)
         assert route.call_count == 2
+
+
+async def test_the_facts_cache_is_bounded_and_forgets_the_least_recently_used() -> None:
+    """Joins for made-up session ids must not grow the gateway without bound (issue 16)."""
+    opens = datetime.now(UTC) - timedelta(minutes=1)
+    async with respx.mock(base_url="http://api") as router:
+        router.get("/api/sessions/1").respond(
+            200, json=session_body(1, opens_at=opens, max_active=5, rate=5)
+        )
+        unknown = router.get(url__regex=r"/api/sessions/\d{3,}$").respond(404, json={})
+        async with httpx.AsyncClient(base_url="http://api") as client:
+            facts = SessionFactsClient(
+                client=client, default_policy=QueuePolicy(10, 10), max_entries=10
+            )
+            await facts.get(1)
+            for session_id in range(100, 400):
+                with pytest.raises(NotFound):
+                    await facts.get(session_id)
+                if session_id % 5 == 0:
+                    await facts.get(1)  # in use: stays cached
+            assert len(facts) == 10
+            assert facts.cached(1) is not None
+            assert facts.cached(100) is None
+        assert unknown.call_count == 300

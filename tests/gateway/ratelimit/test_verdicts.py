@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 from redis.asyncio import Redis
 
 from gateway.ratelimit import metrics as m
-from gateway.ratelimit import service
+from gateway.ratelimit import service, verdicts
 from gateway.ratelimit.policies import Policy, RateLimitSettings
-from gateway.ratelimit.service import RedisRateLimiter, _Rule
+from gateway.ratelimit.service import RedisRateLimiter
+from gateway.ratelimit.verdicts import Rule
 from shared import keys
 
 NOW = 1_796_000_000_123_456  # server time in µs: 16 digits, as in production
@@ -45,7 +46,7 @@ policies = st.builds(
 
 @given(policy=policies, ahead=st.none() | st.integers(min_value=-(10**10), max_value=10**13))
 def test_one_integer_says_what_four_did(policy: Policy, ahead: int | None) -> None:
-    rule = _Rule("t", policy, m.DecisionCounts())
+    rule = Rule("t", policy, m.DecisionCounts())
     reply, (allowed, remaining, retry_us, reset_us) = script(ahead, rule.interval_us, rule.burst)
     assert (reply > 0) == bool(allowed)
     verdict = rule.decide(reply)
@@ -62,7 +63,7 @@ def test_one_integer_says_what_four_did(policy: Policy, ahead: int | None) -> No
 
 def test_verdicts_are_shared_and_counted() -> None:
     counts = m.DecisionCounts()
-    rule = _Rule("t", Policy(rate=1, period_s=10, burst=5), counts)
+    rule = Rule("t", Policy(rate=1, period_s=10, burst=5), counts)
     # 4 left, at rest in 10 s: the same verdict whatever the microseconds.
     first = rule.decide(10_000_000)
     assert rule.decide(9_999_999) is first
@@ -74,9 +75,9 @@ def test_verdicts_are_shared_and_counted() -> None:
 
 
 def test_caches_stay_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(service, "_MAX_VERDICTS", 3)
+    monkeypatch.setattr(verdicts, "MAX_VERDICTS", 3)
     monkeypatch.setattr(service, "_MAX_CALLS", 5)
-    rule = _Rule("t", Policy(rate=1, period_s=1, burst=1000), m.DecisionCounts())
+    rule = Rule("t", Policy(rate=1, period_s=1, burst=1000), m.DecisionCounts())
     for left in range(20):
         verdict = rule.decide(1_000_000_000 - left * 1_000_000)
         assert dict(verdict.headers)[b"ratelimit-remaining"] == str(left).encode()
