@@ -10,7 +10,6 @@ without asking Redis (a gateway also remembers the line numbers it has seen)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 from typing import Annotated
@@ -38,8 +37,6 @@ Ticket = Annotated[
     Header(alias="X-Queue-Ticket", max_length=128, description="The caller's queue ticket."),
 ]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
-# SSE: re-read at least this often (it doubles as the heartbeat), never more often than this.
-SSE_MIN_GAP_S = 0.2
 SSE_PING_S = 15
 UNAVAILABLE = '{"detail": "the waiting room is unavailable"}'
 TICKET_HEADER = "X-Queue-Ticket"
@@ -246,8 +243,9 @@ async def queue_events(
             if key != last:
                 last = key
                 yield ServerSentEvent(status.model_dump_json(), id=event_id, event="status")
+            # Re-read on a change (released once per session, after the notifier's gap)
+            # or after refresh_s: the heartbeat.
             await queue.notifier.wait(session_id, refresh_s)
-            await asyncio.sleep(SSE_MIN_GAP_S)  # coalesce a burst of changes into one read
             try:
                 status = await service.status_of(session_id=session_id, user_id=user.user_id)
             except QueueUnavailable:
