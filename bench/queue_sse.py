@@ -15,6 +15,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,7 +91,17 @@ class Stream:
                 self.positions.append((time.perf_counter(), body["position"], body["status"]))
 
 
-async def bench(streams: int, gw_port: int, gw_pid: int, redis_url: str) -> None:
+def full_passes(gc_log: Path | None, start: float, end: float) -> list[float]:
+    """Durations of the full collections ``--gc-trace`` logged that overlap [start, end]."""
+    if gc_log is None or not gc_log.exists():
+        return []
+    passes = [tuple(map(float, line.split())) for line in gc_log.read_text().splitlines()]
+    return [took for at, took in passes if at < end and at + took > start]
+
+
+async def bench(
+    streams: int, gw_port: int, gw_pid: int, redis_url: str, gc_log: Path | None = None
+) -> None:
     users = [f"sse-{i:08d}" for i in range(streams + 1)]
     tokens = {
         u: issue_access_token(secret=SECRET, user_id=u, nickname="n", ttl_s=3600) for u in users
@@ -124,7 +135,7 @@ async def bench(streams: int, gw_port: int, gw_pid: int, redis_url: str) -> None
         idle_cpu = (cpu_seconds(gw_pid) - idle_cpu0) / (time.perf_counter() - idle_t0)
         stats0 = await redis.info("commandstats")
         cpu0 = cpu_seconds(gw_pid)
-        t0 = time.perf_counter()
+        t0, wall0 = time.perf_counter(), time.time()
         r = await c.delete(
             f"/api/queue/{SESSION}", headers={"Authorization": f"Bearer {tokens[users[0]]}"}
         )
@@ -141,6 +152,7 @@ async def bench(streams: int, gw_port: int, gw_pid: int, redis_url: str) -> None
                 break
             await asyncio.sleep(0.05)
         window = time.perf_counter() - t0
+        in_window = full_passes(gc_log, wall0, wall0 + window)
         cpu = cpu_seconds(gw_pid) - cpu0
         stats1 = await redis.info("commandstats")
         await redis.aclose()
@@ -176,11 +188,23 @@ async def bench(streams: int, gw_port: int, gw_pid: int, redis_url: str) -> None
     print(f"Redis commands in the window (all, scripts' inner calls included): {calls}")
     evalsha = calls.get("evalsha", 0)
     print(f"script calls in the window: {evalsha} (for {streams} streams)")
+    if gc_log is not None:
+        run = full_passes(gc_log, 0.0, time.time())
+        print(
+            f"gateway's full GC passes in the window: {len(in_window)} "
+            f"({sum(in_window):.2f} s); in the whole run: {len(run)} "
+            f"({', '.join(f'{t:.2f}' for t in run)} s)"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument(
+        "--gc-trace",
+        action="store_true",
+        help="log the gateway's full garbage collections (bench/gc_trace) and report them",
+    )
     parser.add_argument("--serve-api", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_api:
@@ -198,10 +222,15 @@ def main() -> int:
             # A long heartbeat timeout: opening 10,000 streams takes longer than the default
             # 30 s, and a waiter whose stream is not open yet would lose its place.
             env = {"BOXOFFICE_SECRET_KEY": SECRET, "BOXOFFICE_QUEUE_HEARTBEAT_TIMEOUT_S": "600"}
+            gc_log = None
+            if args.gc_trace:
+                gc_log = Path(tempfile.mkdtemp(prefix="queue-sse-gc-")) / "full-passes.log"
+                env["BOXOFFICE_BENCH_GC_LOG"] = str(gc_log)
+                env["PYTHONPATH"] = str(ROOT / "bench" / "gc_trace")
             gateway = start_gateway(gw_port, api_port, "fast", options, env)
             procs.append(gateway)
             wait_ready(gw_port)
-            asyncio.run(bench(args.streams, gw_port, gateway.pid, redis_url))
+            asyncio.run(bench(args.streams, gw_port, gateway.pid, redis_url, gc_log))
         finally:
             for p in procs:
                 p.terminate()

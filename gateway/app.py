@@ -39,7 +39,7 @@ from gateway.ratelimit_api import socket_peer
 from gateway.web import WebApp, load_bundle
 from shared.verified_tokens import VerifiedTokens
 from svckit.errors import add_exception_handlers
-from svckit.gc_tuning import freeze_startup_heap
+from svckit.gc_tuning import freeze_startup_heap, space_full_collections
 from svckit.logs import configure_logging
 from svckit.ops import ReadinessCheck, ops_router
 from svckit.redis_client import make_async_redis, ping_all, resolve
@@ -170,6 +170,9 @@ def create_app(
         background.append(start_queue(app.state.queue))
         app.state.background = background
         freeze_startup_heap(settings.gc_freeze)
+        # Open SSE streams are long-lived objects every full collection walks (BENCHMARKS.md,
+        # "A waiting room for a million": 1-2 s passes at 10,000 streams).
+        space_full_collections()
         try:
             yield {
                 "redis": redis,

@@ -21,3 +21,18 @@ def freeze_startup_heap(enabled: bool) -> int:
     gc.collect()
     gc.freeze()
     return gc.get_freeze_count()
+
+
+# CPython's default third threshold is 10: a full pass may run after every 10 passes of the
+# middle generation (once the objects promoted since the last one reach a quarter of the
+# old generation).
+FULL_PASS_EVERY = 1000
+
+
+def space_full_collections(every: int = FULL_PASS_EVERY) -> None:
+    """Allow a full collection at most once per ``every`` middle-generation passes. For a
+    process holding many long-lived connections (a gateway's SSE streams): each full pass
+    walks every one of them, and the objects a fan-out to all of them promotes trigger
+    one after a few passes; the younger generations still collect young cycles."""
+    gen0, gen1, _ = gc.get_threshold()
+    gc.set_threshold(gen0, gen1, every)

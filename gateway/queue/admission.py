@@ -94,22 +94,35 @@ class QueueMetrics:
 
 @dataclass
 class QueueNotifier:
-    """In-process wake-ups for SSE streams, per session."""
+    """In-process wake-ups for SSE streams, per session. A change releases the session's
+    streams ``gap_s`` after it, once for the whole session: changes within the gap
+    coalesce into one wake-up (one status per stream), and no stream needs a timer of
+    its own for that."""
 
+    gap_s: float = 0.0
     _events: dict[int, asyncio.Event] = field(default_factory=dict)
     _versions: dict[int, int] = field(default_factory=dict)
+    _pending: set[int] = field(default_factory=set)
 
     def changed(self, session_id: int, version: int) -> None:
-        """Wake the session's streams if its change counter moved."""
+        """Wake the session's streams (after the gap) if its change counter moved."""
         if self._versions.get(session_id) == version:
             return
         self._versions[session_id] = version
+        if self.gap_s <= 0:
+            self._release(session_id)
+        elif session_id not in self._pending:
+            self._pending.add(session_id)
+            asyncio.get_running_loop().call_later(self.gap_s, self._release, session_id)
+
+    def _release(self, session_id: int) -> None:
+        self._pending.discard(session_id)
         event = self._events.pop(session_id, None)
         if event is not None:
             event.set()
 
     async def wait(self, session_id: int, timeout_s: float) -> None:
-        """Until the session changes or ``timeout_s`` passes."""
+        """Until the session changes (and the gap has passed) or ``timeout_s`` passes."""
         event = self._events.setdefault(session_id, asyncio.Event())
         # asyncio.timeout, not wait_for: no task per waiting stream (10,000 streams of a
         # session all wake at once, BENCHMARKS.md "A waiting room for a million").

@@ -10,13 +10,13 @@ without asking Redis (a gateway also remembers the line numbers it has seen)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path, Request, Response
-from sse_starlette import EventSourceResponse
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.datastructures import State
+from starlette.types import Message, Send
 
 from gateway.dependencies import CurrentUser
 from gateway.fastpath import FastRoute
@@ -37,10 +37,25 @@ Ticket = Annotated[
     Header(alias="X-Queue-Ticket", max_length=128, description="The caller's queue ticket."),
 ]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
-# SSE: re-read at least this often (it doubles as the heartbeat), never more often than this.
-SSE_MIN_GAP_S = 0.2
 SSE_PING_S = 15
+UNAVAILABLE = '{"detail": "the waiting room is unavailable"}'
 TICKET_HEADER = "X-Queue-Ticket"
+
+
+class StatusEventStream(EventSourceResponse):
+    """sse_starlette's response, minus the anyio cancel scope it opens around every send
+    even when there is no send timeout (ours has none): one change is an event on every
+    open stream of the session at once. With a timeout the library's own path runs."""
+
+    async def _send_with_timeout(self, send: Send, message: Message) -> None:
+        if self.send_timeout is not None:
+            await super()._send_with_timeout(send, message)
+            return
+        try:
+            await send(message)
+        except BaseException:
+            self._send_interrupted = True  # as the library marks a send that never returned
+            raise
 
 
 async def get_queue(request: Request) -> QueueRuntime:
@@ -197,29 +212,37 @@ async def queue_events(
         snap = service.cached_snapshot(session_id)
         return str(snap.version if snap else 0)
 
-    async def events() -> AsyncIterator[dict[str, str]]:
+    async def events() -> AsyncIterator[ServerSentEvent]:
         status: QueueStatus | None = first
-        last: str | None = None
+        last: tuple[object, ...] | None = None
         resume = last_event_id
         while True:
             if status is None:
-                yield {"event": "gone", "data": "{}"}
+                yield ServerSentEvent("{}", event="gone")
                 return
             # The token is re-signed on every read; a change is a change of anything else.
-            key = status.model_dump_json(exclude={"admission_token"})
+            key = (
+                status.status,
+                status.position,
+                status.ahead,
+                status.estimated_wait_s,
+                status.admission_expires_at,
+                status.draw_rank,
+            )
             event_id = version()
             if resume is not None and resume == event_id:
                 last = key  # the client has this one already
             resume = None
             if key != last:
                 last = key
-                yield {"id": event_id, "event": "status", "data": status.model_dump_json()}
+                yield ServerSentEvent(status.model_dump_json(), id=event_id, event="status")
+            # Re-read on a change (released once per session, after the notifier's gap)
+            # or after refresh_s: the heartbeat.
             await queue.notifier.wait(session_id, refresh_s)
-            await asyncio.sleep(SSE_MIN_GAP_S)  # coalesce a burst of changes into one read
             try:
                 status = await service.status_of(session_id=session_id, user_id=user.user_id)
             except QueueUnavailable:
-                yield {"event": "error", "data": '{"detail": "the waiting room is unavailable"}'}
+                yield ServerSentEvent(UNAVAILABLE, event="error")
                 return
 
-    return EventSourceResponse(events(), ping=SSE_PING_S)
+    return StatusEventStream(events(), ping=SSE_PING_S)

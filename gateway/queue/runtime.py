@@ -22,6 +22,10 @@ from gateway.queue.service import QueueService
 from shared.config import CommonSettings
 from svckit.redis_client import RedisOptions, make_async_redis, make_pipelined, resolve
 
+# SSE: a change wakes a session's streams this long after it (a burst of changes is one
+# wake-up, one status per stream), never more often.
+SSE_MIN_GAP_S = 0.2
+
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()
 
 
@@ -88,7 +92,7 @@ def build_queue(
         facts=facts,
     )
     sessions = SessionRegistry(redis)
-    notifier = QueueNotifier()
+    notifier = QueueNotifier(gap_s=SSE_MIN_GAP_S)
     metrics = _METRICS.get(registry)
     if metrics is None:  # one set per registry: a lifespan may run more than once per app
         metrics = _METRICS[registry] = QueueMetrics(registry)

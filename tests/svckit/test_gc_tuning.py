@@ -14,7 +14,7 @@ import pytest
 from api_server.app import create_app
 from api_server.config import Settings
 from boxoffice.cli import main
-from svckit.gc_tuning import freeze_startup_heap
+from svckit.gc_tuning import FULL_PASS_EVERY, freeze_startup_heap, space_full_collections
 from tests.fixtures.services import SERVE_SECRETS
 
 
@@ -69,3 +69,13 @@ def test_serve_turns_it_on_unless_told_otherwise(
         monkeypatch.setenv("BOXOFFICE_GC_FREEZE", given)
     assert main(["serve", "api"]) == 0
     assert seen["env"] == expected
+
+
+def test_spacing_full_collections_changes_only_the_oldest_threshold() -> None:
+    before = gc.get_threshold()
+    try:
+        space_full_collections()
+        assert gc.get_threshold() == (before[0], before[1], FULL_PASS_EVERY)
+        assert FULL_PASS_EVERY > 10  # CPython's default: every 10 middle-generation passes
+    finally:
+        gc.set_threshold(*before)
