@@ -82,8 +82,9 @@ class QueueMemory:
         ]
         raw = await self._run("snapshot", session_id, args)
         snap = Snapshot.parse(raw, previous)  # type: ignore[arg-type]
-        if previous is not None and previous.gen != snap.gen:
-            # Redis lost the line (a flush, a restart without persistence): the line
+        if previous is not None and previous.gen not in (0, snap.gen):
+            # Redis lost the line (a flush, a restart without persistence; generation 0 is
+            # a line not started yet, whose first joiners are remembered here): the line
             # numbers remembered here name places of the old line, maybe other people's in
             # the new one. Forget them: those users are asked of Redis (and told to join
             # again) instead of being answered from memory.

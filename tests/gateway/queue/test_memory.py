@@ -208,3 +208,14 @@ class TestLineLost:
         view = await a.peek(session_id=SID, user_id="new4")
         assert (view.state, view.rank) == ("waiting", 4)  # four ahead
         assert a.ticket_for(SID, "new4") != ticket
+
+    async def test_the_first_places_of_a_line_are_remembered(
+        self, gateways: list[QueueService]
+    ) -> None:
+        """A line that starts (generation 0 to its first) is no loss: the line numbers of its
+        first joiners stay in memory, so their polls cost Redis nothing."""
+        a, _ = gateways
+        await a.snapshot(SID, fresh=True)  # before anyone joined: generation 0
+        await a.join(session_id=SID, user_id="first")
+        await a.snapshot(SID, fresh=True)
+        assert a.line_of(SID, "first") == 1
