@@ -99,7 +99,10 @@ def test_small_onsale_sells_out_fairly_and_loses_nothing(
     summary, verification = report["summary"], report["verification"]
     # Demand (~720 seats) far exceeds supply: capacity is reached. A cancellation after the
     # sell-out was announced may leave a seat unsold at the end; all three views agree anyway.
-    assert summary["time_to_sell_out_s"] is not None
+    # Reached as the server announced it, or as the clients' timeline shows it (which dates a
+    # cancellation by its sending, so it can miss the moment: flaky alone in full CI runs).
+    reached = summary["time_to_sell_out_s"], summary["sold_out_announced_s"]
+    assert reached != (None, None), (summary, report["statuses"])
     assert summary["seats_sold"] >= 90
     assert verification["oversold_seats"] == 0
     assert verification["lost"] == 0
