@@ -19,30 +19,21 @@ from gateway.app import create_app
 from gateway.config import Settings
 from shared.tokens import issue_access_token
 from svckit.http_server import HTTP_PROTOCOL
+from tests.fixtures.raw_server import RawServer
 from tests.fixtures.services import free_port
 
 SECRET = "edge-test-secret-0123456789abcdef0123456789"
 POOL = 4
 
 
-class Backend:
+class Backend(RawServer):
     """A keep-alive upstream that answers every request 200 with a small JSON body and
     records what it was sent; ``open`` counts the connections the gateway holds to it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[tuple[bytes, bytes]] = []  # (request line, head)
         self.open = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.open += 1

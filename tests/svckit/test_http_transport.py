@@ -9,30 +9,21 @@ import httpx
 import pytest
 
 from svckit.http_transport import _HIGH_WATER, FastTransport
+from tests.fixtures.raw_server import RawServer
 from tests.fixtures.services import free_port
 
 BIG = 10 * 1024 * 1024
 
 
-class Upstream:
+class Upstream(RawServer):
     """A deliberately small HTTP/1.1 server whose paths misbehave on demand."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.connections = 0
         self.writers: list[asyncio.StreamWriter] = []
         self.drop_next = False
         self.requests: list[tuple[bytes, bytes, dict[bytes, bytes], bytes]] = []
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

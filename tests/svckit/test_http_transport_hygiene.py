@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from svckit.http_transport import FastTransport
+from tests.fixtures.raw_server import RawServer
 
 A = b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nx-for: a\r\n\r\nfor-a"
 STRAY = b"HTTP/1.1 200 OK\r\ncontent-length: 9\r\nx-for: nobody\r\n\r\nstray!!!!"
@@ -19,22 +20,12 @@ CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 HINTS = b"HTTP/1.1 103 Early Hints\r\nlink: </a.css>; rel=preload\r\n\r\n"
 
 
-class Misbehaving:
+class Misbehaving(RawServer):
     """An upstream whose answer is chosen by the request path; it keeps connections open."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.connections = 0
-        self.server: asyncio.Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        await self.server.wait_closed()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
