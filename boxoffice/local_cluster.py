@@ -17,15 +17,17 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
+from redis.retry import Retry
 
-from boxoffice.simulate.system import free_port
+from boxoffice.ports import free_port
 
 SLOTS = 16384
 
@@ -63,6 +65,24 @@ class Node:
         finally:
             client.close()
 
+    def answers(self) -> bool:
+        """Whether the node answers PING within a second (one try, no retries)."""
+        client = redis.Redis(
+            host="127.0.0.1",
+            port=self.port,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 0),
+        )
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+
+    def exited(self) -> bool:
+        """Whether the process has ended."""
+        return not self.alive
+
     @property
     def alive(self) -> bool:
         """Whether the process still runs."""
@@ -88,43 +108,67 @@ class LocalCluster:
     def start(self) -> None:
         """Start every node, assign slots, join them and attach the replicas."""
         self._dir = tempfile.mkdtemp(prefix="bx-cluster-")
-        binary = server_binary()
-        for _ in range(self.masters * (1 + self.replicas)):
-            port, bus_port = _node_port(), free_port()
-            folder = Path(self._dir) / str(port)
-            folder.mkdir()
-            process = subprocess.Popen(
-                [
-                    binary,
-                    "--port", str(port),
-                    "--bind", "127.0.0.1",
-                    "--cluster-enabled", "yes",
-                    "--cluster-config-file", "nodes.conf",
-                    "--cluster-port", str(bus_port),
-                    "--cluster-node-timeout", str(self.node_timeout_ms),
-                    "--cluster-replica-validity-factor", "0",
-                    "--save", "",
-                    "--appendonly", "no",
-                    # Replicas sync at once instead of after the default 5 s pause, so a
-                    # confirm's WAIT finds them online as soon as the cluster is up.
-                    "--repl-diskless-sync-delay", "0",
-                    "--dir", str(folder),
-                    "--protected-mode", "no",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent,
-            )  # fmt: skip
-            self.nodes.append(Node(port, bus_port, process))
         try:
+            for _ in range(self.masters * (1 + self.replicas)):
+                self.nodes.append(self._spawn_answering())
             self._build()
         except BaseException:
             self.stop()
             raise
 
+    def _spawn_answering(self, attempts: int = 3) -> Node:
+        # A port checked free can still be taken before the server binds it (by another
+        # process's listener); the node then exits at once, and gets new ports.
+        for attempt in range(1, attempts + 1):
+            node = self._spawn()
+            try:
+                _wait(node.answers, f"node {node.port} to answer", until=node.exited)
+                return node
+            except TimeoutError as e:
+                node.process.kill()
+                node.process.wait(timeout=10)
+                if attempt == attempts:
+                    raise TimeoutError(f"{e}; its log ends: {self._log_tail(node)}") from e
+        raise AssertionError("unreachable")
+
+    def _spawn(self) -> Node:
+        port, bus_port = _node_port(), free_port()
+        folder = Path(self._dir) / str(port)
+        folder.mkdir(exist_ok=True)
+        process = subprocess.Popen(
+            [
+                server_binary(),
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", "nodes.conf",
+                "--cluster-port", str(bus_port),
+                "--cluster-node-timeout", str(self.node_timeout_ms),
+                "--cluster-replica-validity-factor", "0",
+                "--save", "",
+                "--appendonly", "no",
+                # Replicas sync at once instead of after the default 5 s pause, so a
+                # confirm's WAIT finds them online as soon as the cluster is up.
+                "--repl-diskless-sync-delay", "0",
+                "--dir", str(folder),
+                "--logfile", str(folder / "server.log"),
+                "--protected-mode", "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )  # fmt: skip
+        return Node(port, bus_port, process)
+
+    def _log_tail(self, node: Node, lines: int = 5) -> str:
+        try:
+            text = (Path(self._dir) / str(node.port) / "server.log").read_text()
+        except OSError as e:
+            return f"(no log: {e})"
+        return " | ".join(text.strip().splitlines()[-lines:])
+
     def _build(self) -> None:
         for node in self.nodes:
-            _wait(lambda n=node: n.client().ping(), f"node {node.port} to answer")
             node.node_id = node.command("CLUSTER MYID")
         masters = self.nodes[: self.masters]
         per = SLOTS // self.masters
@@ -267,10 +311,19 @@ def _node_port() -> int:
     return port
 
 
-def _wait(check: object, what: str, timeout_s: float = 30.0) -> None:
+def _wait(
+    check: object,
+    what: str,
+    timeout_s: float = 30.0,
+    *,
+    until: Callable[[], bool] | None = None,
+) -> None:
+    """Poll ``check`` until it is true; give up after ``timeout_s`` or once ``until`` holds."""
     deadline = time.monotonic() + timeout_s
     last: BaseException | None = None
     while time.monotonic() < deadline:
+        if until is not None and until():
+            raise TimeoutError(f"gave up waiting for {what}; last error: {last}")
         try:
             if check():  # type: ignore[operator]
                 return

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,7 @@ import httpx
 from boxoffice.db import migrate
 from boxoffice.dev import start_embedded_redis, stop_processes
 from boxoffice.dev_secrets import admin_token_for, secret_key_for, with_install_secrets
+from boxoffice.ports import free_port
 from boxoffice.services import SERVICES, WORKER_MODULE
 from shared.config import CommonSettings
 
@@ -51,13 +51,6 @@ def missing_pieces() -> list[str]:
     except ModuleNotFoundError:
         missing.append("worker")
     return missing
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def remote_target(
