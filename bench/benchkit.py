@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from boxoffice.ports import free_port  # noqa: E402
 from boxoffice.simulate.readings import cpu_seconds as process_cpu_seconds  # noqa: E402
 from boxoffice.simulate.readings import load_average  # noqa: E402
 from shared.config import CommonSettings  # noqa: E402
 from svckit.http_server import HTTP_PROTOCOL  # noqa: E402
-from tests.fixtures.services import EmbeddedRedis, free_port  # noqa: E402
+from tests.fixtures.services import EmbeddedRedis  # noqa: E402
 
 __all__ = [
     "HTTP_PROTOCOL",

@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from api_server.app import create_app
+from boxoffice.ports import free_port
 from tests.api_server.conftest import ADMIN, assert_problem, make_settings, serve
-from tests.fixtures.services import free_port
 
 
 def _closed_port_url() -> str:

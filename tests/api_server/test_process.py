@@ -14,8 +14,9 @@ import httpx
 import pytest
 
 from boxoffice.db import migrate
+from boxoffice.ports import free_port
 from boxoffice.seed import seed_demo
-from tests.fixtures.services import SERVE_SECRETS, free_port
+from tests.fixtures.services import SERVE_SECRETS
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,11 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from api_server.app import create_app
+from boxoffice.ports import free_port
 from shared.db.engine import make_engine
 from tests.api_server.conftest import add_catalog, assert_problem, make_settings, serve
 from tests.fixtures.mariadb import ReplicaPair
-from tests.fixtures.services import empty_tables, free_port
+from tests.fixtures.services import empty_tables
 
 pytestmark = pytest.mark.replica
 

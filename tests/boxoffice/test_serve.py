@@ -13,13 +13,9 @@ import httpx
 import pytest
 import redis
 
+from boxoffice.ports import free_port
 from shared.config import DEV_ADMIN_TOKEN, DEV_SECRET_KEY
-from tests.fixtures.services import (
-    SERVE_SECRETS,
-    boxoffice_serve,
-    clean_environment,
-    free_port,
-)
+from tests.fixtures.services import SERVE_SECRETS, boxoffice_serve, clean_environment
 
 # The guest-login policy (gateway/ratelimit/policies.py, "auth"): a burst of 20, then 5/s.
 AUTH_BURST, AUTH_RATE = 20, 5.0

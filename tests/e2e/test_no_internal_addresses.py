@@ -13,13 +13,9 @@ import pytest
 import redis
 from sqlalchemy import Engine
 
+from boxoffice.ports import free_port
 from boxoffice.seed import seed_demo
-from tests.fixtures.services import (
-    SERVE_SECRETS,
-    boxoffice_serve,
-    clean_environment,
-    free_port,
-)
+from tests.fixtures.services import SERVE_SECRETS, boxoffice_serve, clean_environment
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.slow]
 

@@ -15,12 +15,12 @@ import orjson
 import pytest
 import uvicorn
 
+from boxoffice.ports import free_port
 from gateway.app import create_app
 from gateway.config import Settings
 from shared.tokens import issue_access_token
 from svckit.http_server import HTTP_PROTOCOL
 from tests.fixtures.raw_server import RawServer
-from tests.fixtures.services import free_port
 
 SECRET = "edge-test-secret-0123456789abcdef0123456789"
 POOL = 4

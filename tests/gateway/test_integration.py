@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from boxoffice.ports import free_port
 from boxoffice.seed import seed_demo
 from svckit.http_server import HTTP_PROTOCOL
-from tests.fixtures.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import uvicorn
 
+from boxoffice.ports import free_port
 from svckit.http_server import HTTP_PROTOCOL, CoalescingTransport
 from svckit.middleware import Receive, Scope, Send
-from tests.fixtures.services import free_port
 
 
 class _Recorder(asyncio.Transport):

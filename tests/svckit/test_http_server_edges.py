@@ -14,10 +14,10 @@ import orjson
 import pytest
 import uvicorn
 
+from boxoffice.ports import free_port
 from shared.config import CommonSettings
 from svckit.http_server import HTTP_PROTOCOL
 from svckit.middleware import Message, Receive, Scope, Send
-from tests.fixtures.services import free_port
 
 
 class Recorder:

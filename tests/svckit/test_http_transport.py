@@ -8,9 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from boxoffice.ports import free_port
 from svckit.http_transport import _HIGH_WATER, FastTransport
 from tests.fixtures.raw_server import RawServer
-from tests.fixtures.services import free_port
 
 BIG = 10 * 1024 * 1024
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from boxoffice.ports import free_port
 from svckit.redis_client import make_async_redis, make_sync_redis, resolve
-from tests.fixtures.services import free_port
 
 pytestmark = [
     pytest.mark.integration,

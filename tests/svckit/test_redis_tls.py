@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from boxoffice.ports import free_port
 from svckit.redis_client import make_async_redis, make_pipelined, resolve
 from svckit.redis_pipeline import PipelinedRedis, encode
-from tests.fixtures.services import free_port
 
 pytestmark = [
     pytest.mark.integration,

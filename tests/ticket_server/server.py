@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import httpx
 
-from tests.fixtures.services import free_port
+from boxoffice.ports import free_port
 from tests.ticket_server.conftest import SECRET
 
 

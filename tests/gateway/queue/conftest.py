@@ -15,11 +15,11 @@ import pytest
 import respx
 import uvicorn
 
+from boxoffice.ports import free_port
 from gateway.app import GatewayApp, create_app
 from gateway.config import Settings
 from shared.tokens import issue_access_token, new_user_id
 from svckit.http_server import HTTP_PROTOCOL
-from tests.fixtures.services import free_port
 
 SECRET = "queue-test-secret-0123456789abcdef0123456789"
 OPEN_SESSION = 1

@@ -14,10 +14,10 @@ import orjson
 import pytest
 import redis
 
+from boxoffice.ports import free_port
 from shared import keys
 from shared.events import ReservationCompleted, to_fields
 from shared.tokens import issue_access_token, issue_admission_token, new_user_id
-from tests.fixtures.services import free_port
 from tests.gateway.queue.conftest import (
     LATER_SESSION,
     OPEN_SESSION,

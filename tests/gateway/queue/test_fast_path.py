@@ -14,8 +14,8 @@ import orjson
 import pytest
 import respx
 
+from boxoffice.ports import free_port
 from gateway.app import GatewayApp
-from tests.fixtures.services import free_port
 from tests.gateway.queue.conftest import (
     LATER_SESSION,
     OPEN_SESSION,

@@ -18,9 +18,9 @@ import aiohttp
 import httpx
 import pytest
 
+from boxoffice.ports import free_port
 from shared.config import DEV_SECRET_KEY
 from shared.tokens import issue_access_token
-from tests.fixtures.services import free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
 

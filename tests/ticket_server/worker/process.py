@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.fixtures.services import free_port
+from boxoffice.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 

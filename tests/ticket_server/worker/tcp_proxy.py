@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import threading
 
-from tests.fixtures.services import free_port
+from boxoffice.ports import free_port
 
 
 class TcpProxy:

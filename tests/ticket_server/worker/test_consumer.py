@@ -248,8 +248,8 @@ class TestConsume:
     def test_stop_while_the_database_is_down_leaves_entries_pending(
         self, catalog: Catalog, redis_sync: redis.Redis, make_worker: MakeWorker
     ) -> None:
+        from boxoffice.ports import free_port
         from shared.db.engine import make_engine
-        from tests.fixtures.services import free_port
 
         push(redis_sync, completed(catalog.session_ids[0], 1, [catalog.seats[0]]))
         down = make_engine(f"mysql+pymysql://root@127.0.0.1:{free_port()}/nothing")
