@@ -109,6 +109,19 @@ class BoxofficeRedisCluster(aiocluster.RedisCluster):
         async with self.turn():
             return await super().execute_command(*args, **kwargs)
 
+    def node_failed(self, node: aiocluster.ClusterNode) -> None:
+        """A connection to ``node`` failed on a path of our own (a raw node pipeline):
+        re-read the slot map before the next command, as redis-py does after a failure in
+        its own command path. Without it, the map kept naming a killed master until some
+        other command on this client failed too."""
+        # redis-py's own request (it merges concurrent requests and tries ``node`` last);
+        # the bare flag on versions without it.
+        request = getattr(self, "_request_refresh", None)
+        if request is not None:
+            request(last_failed_node_name=node.name)
+        else:
+            self._initialize = True
+
     def pipeline(self, transaction: Any | None = None, shard_hint: Any | None = None) -> Any:
         """redis-py's cluster pipeline, executed in a turn."""
         if shard_hint:

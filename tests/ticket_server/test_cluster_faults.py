@@ -24,12 +24,14 @@ from sqlalchemy import Engine, select
 
 from shared import keys
 from shared.db.models import Reservation
+from svckit.redis_client import REDIS_ERRORS, make_async_redis, resolve
 from svckit.redis_pipeline import slot_of
 from tests.fixtures.redis_cluster import LocalCluster, running_cluster
 from tests.ticket_server.conftest import User, create_session
 from tests.ticket_server.helpers import aio_confirm, aio_hold
 from tests.ticket_server.server import run_ticket_server
 from tests.ticket_server.worker.process import WorkerProcess
+from ticket_server.reservations.replication import ReplicaWait
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.cluster]
 
@@ -227,3 +229,36 @@ async def test_failover_of_the_hot_sessions_master(
     ids = {r["reservation_id"] for r in out.confirmed}
     missing = ids - _in_database(clean_db, ids)
     assert not missing, f"confirmed (201) but not in the database: {sorted(missing)}"
+
+
+async def test_the_replica_wait_follows_a_failover(fault_cluster: LocalCluster) -> None:
+    """Confirm's fence and ``WAIT`` go to the slot's master on a node pipeline of their
+    own, outside the cluster client's command path. Once that master is killed they must
+    reach the promoted replica. Before, the slot map kept naming the dead node, and every
+    confirm answered 503 until some other command on the client failed: a CI run saw a
+    client give up after 45 s."""
+    session_id = 1
+    fence = keys.replication_fence(session_id)
+    client = make_async_redis(resolve(fault_cluster.url, mode="cluster", timeout_s=2))
+    replica_wait = ReplicaWait(redis=client, timeout_ms=2000)
+    try:
+        await replica_wait.acknowledged(session_id)  # the master has a replica: it waits
+        victim = fault_cluster.master_of(fence)
+        fault_cluster.kill(victim)
+        deadline = time.monotonic() + 30
+        while fault_cluster.master_of(fence).port == victim.port:
+            assert time.monotonic() < deadline, "no replica was promoted"
+            await asyncio.sleep(0.2)
+        failures = 0
+        for _ in range(10):
+            try:
+                await replica_wait.acknowledged(session_id)
+                break
+            except REDIS_ERRORS:
+                failures += 1  # the first one learns that the master died
+                await asyncio.sleep(0.2)
+        else:
+            pytest.fail("every confirm still went to the killed master")
+        assert failures <= 2
+    finally:
+        await client.aclose()

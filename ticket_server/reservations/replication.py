@@ -26,6 +26,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, PipelineCommand
 from redis.exceptions import AskError, MovedError, SlotNotCoveredError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from shared import keys
 from svckit.errors import ServiceUnavailable
@@ -106,22 +108,31 @@ class ReplicaWait:
         cluster client does (``MOVED``: patch the slot map; ``ASK``: ``ASKING`` first) so a
         resharded slot does not fail every confirm; ``None`` when the master has no
         replicas."""
-        await cluster.initialize()  # a no-op once the slot map is known
+        # A no-op once the slot map is known, unless a failure asked for a fresh one.
+        await cluster.initialize()
         node = _master_of(cluster, fence)
         asking = False
         for _ in range(REDIRECTIONS):
-            if await self.replicas(node) == 0:
-                return None
             commands = [PipelineCommand(0, "ASKING")] if asking else []
             commands += [
                 PipelineCommand(1, "SET", fence, "1", "PX", _FENCE_TTL_MS),
                 PipelineCommand(2, "WAIT", 1, self.timeout_ms),
             ]
-            async with cluster.turn():  # a full pool waits, as every cluster call does
-                await node.execute_pipeline(commands)
+            try:
+                if await self.replicas(node) == 0:
+                    return None
+                async with cluster.turn():  # a full pool waits, as every cluster call does
+                    await node.execute_pipeline(commands)
+            except (RedisConnectionError, RedisTimeoutError):
+                # The master may have died: the next confirm must find the promoted replica.
+                cluster.node_failed(node)
+                raise
             error = next((c.result for c in commands if isinstance(c.result, Exception)), None)
             if error is None:
                 return commands[-1].result
+            if isinstance(error, (RedisConnectionError, RedisTimeoutError)):
+                cluster.node_failed(node)
+                raise error
             if isinstance(error, MovedError):
                 await cluster.nodes_manager.move_slot(error)
                 node, asking = _master_of(cluster, fence), False
