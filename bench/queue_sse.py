@@ -6,6 +6,7 @@ made meanwhile (O(1): one snapshot read, not one per stream), and the gateway's 
 memory per stream.
 
     .venv/bin/python bench/queue_sse.py [--streams 10000]
+        [--checkout /tmp/base --checkout . --rounds 3]   (side by side, rounds alternate)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,7 +103,7 @@ def full_passes(gc_log: Path | None, start: float, end: float) -> list[float]:
 
 async def bench(
     streams: int, gw_port: int, gw_pid: int, redis_url: str, gc_log: Path | None = None
-) -> None:
+) -> dict[str, float]:
     users = [f"sse-{i:08d}" for i in range(streams + 1)]
     tokens = {
         u: issue_access_token(secret=SECRET, user_id=u, nickname="n", ttl_s=3600) for u in users
@@ -167,6 +169,15 @@ async def bench(
         if int(stats1[k]["calls"]) != int(stats0.get(k, {}).get("calls", 0))
     }
     reached.sort()
+    figures = {
+        "memory_b": (rss1 - rss0) * 1024 / streams,
+        "cpu_us": cpu * 1e6 / streams,
+        "reached": len(reached),
+        "p50": reached[len(reached) // 2] if reached else float("nan"),
+        "p99": reached[int(len(reached) * 0.99) - 1] if reached else float("nan"),
+        "last": reached[-1] if reached else float("nan"),
+        "scripts": calls.get("evalsha", 0),
+    }
     print(f"streams: {streams}; load {load_average()}")
     print(
         f"gateway memory: {(rss1 - rss0) * 1024 / streams:.0f} B per open stream "
@@ -195,21 +206,11 @@ async def bench(
             f"({sum(in_window):.2f} s); in the whole run: {len(run)} "
             f"({', '.join(f'{t:.2f}' for t in run)} s)"
         )
+    return figures
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--streams", type=int, default=10_000)
-    parser.add_argument(
-        "--gc-trace",
-        action="store_true",
-        help="log the gateway's full garbage collections (bench/gc_trace) and report them",
-    )
-    parser.add_argument("--serve-api", type=int, default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.serve_api:
-        serve(api_app(), args.serve_api)
-        return 0
+def run_once(checkout: Path, streams: int, gc_trace: bool) -> dict[str, float]:
+    """One measurement: a private Redis, the stand-in api_server and ``checkout``'s gateway."""
     api_port, gw_port = free_port(), free_port()
     procs: list[subprocess.Popen[bytes]] = []
     with private_redis_server() as redis_url:
@@ -223,18 +224,59 @@ def main() -> int:
             # 30 s, and a waiter whose stream is not open yet would lose its place.
             env = {"BOXOFFICE_SECRET_KEY": SECRET, "BOXOFFICE_QUEUE_HEARTBEAT_TIMEOUT_S": "600"}
             gc_log = None
-            if args.gc_trace:
+            if gc_trace:
                 gc_log = Path(tempfile.mkdtemp(prefix="queue-sse-gc-")) / "full-passes.log"
                 env["BOXOFFICE_BENCH_GC_LOG"] = str(gc_log)
                 env["PYTHONPATH"] = str(ROOT / "bench" / "gc_trace")
-            gateway = start_gateway(gw_port, api_port, "fast", options, env)
+            gateway = start_gateway(gw_port, api_port, "fast", options, env, checkout=checkout)
             procs.append(gateway)
             wait_ready(gw_port)
-            asyncio.run(bench(args.streams, gw_port, gateway.pid, redis_url, gc_log))
+            return asyncio.run(bench(streams, gw_port, gateway.pid, redis_url, gc_log))
         finally:
             for p in procs:
                 p.terminate()
                 p.wait()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--streams", type=int, default=10_000)
+    parser.add_argument(
+        "--checkout",
+        action="append",
+        type=Path,
+        default=None,
+        help="a tree whose gateway to measure (repeat it to compare; rounds alternate)",
+    )
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--gc-trace",
+        action="store_true",
+        help="log the gateway's full garbage collections (bench/gc_trace) and report them",
+    )
+    parser.add_argument("--serve-api", type=int, default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_api:
+        serve(api_app(), args.serve_api)
+        return 0
+    checkouts = [c.resolve() for c in args.checkout or [ROOT]]
+    results: dict[Path, list[dict[str, float]]] = {c: [] for c in checkouts}
+    for r in range(args.rounds):
+        for checkout in checkouts:
+            print(f"--- round {r + 1}, {checkout}")
+            results[checkout].append(run_once(checkout, args.streams, args.gc_trace))
+    if len(checkouts) > 1 or args.rounds > 1:
+        print(f"\nmedians over {args.rounds} round(s), {args.streams} streams:")
+        print("checkout | p50 s | p99 s | last s | gateway CPU µs/stream | B/stream")
+        for checkout, runs in results.items():
+
+            def med(key: str, runs: list[dict[str, float]] = runs) -> float:
+                return statistics.median(run[key] for run in runs)
+
+            print(
+                f"{checkout} | {med('p50'):.3f} | {med('p99'):.3f} | {med('last'):.3f} | "
+                f"{med('cpu_us'):.1f} | {med('memory_b'):,.0f}"
+            )
     return 0
 
 

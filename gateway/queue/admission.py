@@ -8,10 +8,10 @@ extra instances only add ticks, and the rate bound lives in Redis (GCRA on serve
 Why no Pub/Sub for SSE: every instance ticks every registered session anyway, and each tick
 returns the session's change counter (``ver``, bumped by joins, admissions, expiries,
 leaves, releases and sold-out changes from any instance). When it moves, the service's
-snapshot of the session goes stale and the loop wakes this instance's SSE streams of that
-session; the first of them to look reads the snapshot again (once, shared), and every
+snapshot of the session goes stale and the loop tells the notifier (notifier.py), which
+reads the snapshot again (once) and wakes this instance's SSE streams of that session; every
 stream computes its status from it in memory. So a change reaches a stream within one tick
-(50 ms) plus the streams' coalescing gap, with one Redis read per instance per change.
+(50 ms) plus the fan-out, with one Redis read per instance per change.
 
 The loop also writes the heartbeats the service collected (one call per session per
 interval), and at opening places the pre-queue in line by its draw.
@@ -24,7 +24,6 @@ import contextlib
 import logging
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -33,6 +32,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from gateway.queue.facts import SessionFactsClient, epoch_ms
+from gateway.queue.notifier import QueueNotifier
 from gateway.queue.service import TICK_S, QueueService, QueueUnavailable
 from shared import keys
 from shared.events import ReservationCompleted, parse_event
@@ -90,45 +90,6 @@ class QueueMetrics:
             ["session"],
             registry=registry,
         )
-
-
-@dataclass
-class QueueNotifier:
-    """In-process wake-ups for SSE streams, per session. A change releases the session's
-    streams ``gap_s`` after it, once for the whole session: changes within the gap
-    coalesce into one wake-up (one status per stream), and no stream needs a timer of
-    its own for that."""
-
-    gap_s: float = 0.0
-    _events: dict[int, asyncio.Event] = field(default_factory=dict)
-    _versions: dict[int, int] = field(default_factory=dict)
-    _pending: set[int] = field(default_factory=set)
-
-    def changed(self, session_id: int, version: int) -> None:
-        """Wake the session's streams (after the gap) if its change counter moved."""
-        if self._versions.get(session_id) == version:
-            return
-        self._versions[session_id] = version
-        if self.gap_s <= 0:
-            self._release(session_id)
-        elif session_id not in self._pending:
-            self._pending.add(session_id)
-            asyncio.get_running_loop().call_later(self.gap_s, self._release, session_id)
-
-    def _release(self, session_id: int) -> None:
-        self._pending.discard(session_id)
-        event = self._events.pop(session_id, None)
-        if event is not None:
-            event.set()
-
-    async def wait(self, session_id: int, timeout_s: float) -> None:
-        """Until the session changes (and the gap has passed) or ``timeout_s`` passes."""
-        event = self._events.setdefault(session_id, asyncio.Event())
-        # asyncio.timeout, not wait_for: no task per waiting stream (10,000 streams of a
-        # session all wake at once, BENCHMARKS.md "A waiting room for a million").
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout_s):
-                await event.wait()
 
 
 class SessionRegistry:

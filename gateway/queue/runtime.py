@@ -10,20 +10,16 @@ import httpx
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
-from gateway.queue.admission import (
-    AdmissionLoop,
-    QueueMetrics,
-    QueueNotifier,
-    SessionRegistry,
-)
+from gateway.queue.admission import AdmissionLoop, QueueMetrics, SessionRegistry
 from gateway.queue.facts import SessionFactsClient
+from gateway.queue.notifier import QueueNotifier
 from gateway.queue.schemas import QueuePolicy
 from gateway.queue.service import QueueService
 from shared.config import CommonSettings
 from svckit.redis_client import RedisOptions, make_async_redis, make_pipelined, resolve
 
-# SSE: a change wakes a session's streams this long after it (a burst of changes is one
-# wake-up, one status per stream), never more often.
+# SSE: a session's streams are woken at most this often (changes in between are one
+# wake-up, one status per stream); a change after a quiet spell wakes them at once.
 SSE_MIN_GAP_S = 0.2
 
 _METRICS: weakref.WeakKeyDictionary[CollectorRegistry, QueueMetrics] = weakref.WeakKeyDictionary()
@@ -92,7 +88,7 @@ def build_queue(
         facts=facts,
     )
     sessions = SessionRegistry(redis)
-    notifier = QueueNotifier(gap_s=SSE_MIN_GAP_S)
+    notifier = QueueNotifier(gap_s=SSE_MIN_GAP_S, prepare=service.snapshot)
     metrics = _METRICS.get(registry)
     if metrics is None:  # one set per registry: a lifespan may run more than once per app
         metrics = _METRICS[registry] = QueueMetrics(registry)
@@ -127,6 +123,7 @@ def start_queue(runtime: QueueRuntime) -> asyncio.Task[None]:
         try:
             await runtime.loop.run()
         finally:
+            runtime.notifier.close()
             if runtime.service.pipelined is not None:
                 await runtime.service.pipelined.aclose()
             if runtime.owns_redis:
