@@ -77,20 +77,29 @@ class TestExactness:
         # the end of the first request and the start of the last one at least, between
         # the start of the first and the end of the last at most.
         lim = make_limiter(settings(t={"rate": 50, "burst": 5}))
-        allowed = 0
-        first_start = time.monotonic()
-        allowed += (await lim.hit("t", "user:window")).allowed
-        first_end = time.monotonic()
-        while True:
-            last_start = time.monotonic()
-            allowed += (await lim.hit("t", "user:window")).allowed
-            last_end = time.monotonic()
-            if last_end - first_start >= 1.0:
+        spans: list[float] = []
+        # Every try must count right; one of them must have bounds tight enough to mean
+        # something (a stall of the loaded machine around the first or last request
+        # widens them, which says nothing about the limiter).
+        for attempt in range(3):
+            subject = f"user:window-{attempt}"
+            allowed = 0
+            first_start = time.monotonic()
+            allowed += (await lim.hit("t", subject)).allowed
+            first_end = time.monotonic()
+            while True:
+                last_start = time.monotonic()
+                allowed += (await lim.hit("t", subject)).allowed
+                last_end = time.monotonic()
+                if last_end - first_start >= 1.0:
+                    break
+            low = 5 + 50 * (last_start - first_end)
+            high = 5 + 50 * (last_end - first_start)
+            assert low - 1 <= allowed <= high + 1, (allowed, low, high)
+            spans.append(high - low)
+            if high - low < 10:
                 break
-        low = 5 + 50 * (last_start - first_end)
-        high = 5 + 50 * (last_end - first_start)
-        assert low - 1 <= allowed <= high + 1, (allowed, low, high)
-        assert high - low < 10  # the bounds are tight enough to mean something
+        assert min(spans) < 10, spans
 
     async def test_other_subjects_and_policies_are_unaffected(
         self, make_limiter: MakeLimiter, redis_client: aioredis.Redis
