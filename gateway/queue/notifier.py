@@ -5,8 +5,9 @@ the session waits in ``wait`` and, once woken, computes its status from the serv
 snapshot in memory. How a release goes:
 
 - The snapshot is read first, once (``prepare``), so no stream then waits for Redis.
-- Streams are woken ``WAKE_CHUNK`` per turn of the event loop. uvloop queues a small write
-  until the end of the turn, so waking 10,000 streams in one turn delivered nothing until
+- Streams are woken ``WAKE_CHUNK`` per turn of the event loop. The HTTP protocol sends a
+  step's writes in one ``call_soon`` after it (``svckit/http_server.py``), so behind every
+  callback already due. Waking 10,000 streams in one turn therefore delivered nothing until
   the last status was computed, and it stalled every other request meanwhile.
 - A change after a quiet spell is released at once. Changes after that wait until the gap
   since the last release has passed, and coalesce into one release (one status per stream).

@@ -100,8 +100,9 @@ async def test_the_snapshot_is_read_once_before_any_stream_wakes() -> None:
 
 
 async def test_a_large_fan_out_lets_the_event_loop_run_between_chunks() -> None:
-    """Woken in one turn, 10,000 streams sent nothing until the last one was done (uvloop
-    flushes a turn's writes at its end), and every other request waited meanwhile."""
+    """Woken in one turn, 10,000 streams sent nothing until the last one was done (the HTTP
+    protocol's write goes out in a call_soon, behind them all), and every other request
+    waited meanwhile."""
     notifier = QueueNotifier()
     order: list[str] = []
     n = WAKE_CHUNK * 4
