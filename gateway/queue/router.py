@@ -10,6 +10,7 @@ without asking Redis (a gateway also remembers the line numbers it has seen)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -38,6 +39,8 @@ Ticket = Annotated[
 ]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID", max_length=32)]
 SSE_PING_S = 15
+# A stream is told that its place moved at most this often; other changes go out at once.
+POSITION_EVERY_S = 1.0
 UNAVAILABLE = '{"detail": "the waiting room is unavailable"}'
 TICKET_HEADER = "X-Queue-Ticket"
 
@@ -198,11 +201,12 @@ async def queue_events(
     ticket: Ticket = None,
     last_event_id: LastEventId = None,
 ) -> EventSourceResponse:
-    """Server-Sent Events: a ``status`` event (a QueueStatus) on every change, its id the
-    session's change counter (a client reconnecting with ``Last-Event-ID`` is not sent the
-    status it already has); pings keep proxies from closing the stream; an open stream is
-    the waiter's heartbeat. Every stream of a session on this gateway reads the one snapshot
-    of it in memory: a change costs one Redis read per gateway, not one per stream."""
+    """Server-Sent Events: a ``status`` event (a QueueStatus) on every change (a move up the
+    line at most once a second, anything else at once), its id the session's change counter
+    (a client reconnecting with ``Last-Event-ID`` is not sent the status it already has);
+    pings keep proxies from closing the stream; an open stream is the waiter's heartbeat.
+    Every stream of a session on this gateway reads the one snapshot of it in memory: a
+    change costs one Redis read per gateway, not one per stream."""
     service = queue.service
     first = await status_of(service, session_id, user.user_id, ticket)
     # Re-read often enough to keep the heartbeat fresh even when nothing changes.
@@ -213,8 +217,10 @@ async def queue_events(
         return str(snap.version if snap else 0)
 
     async def events() -> AsyncIterator[ServerSentEvent]:
+        loop = asyncio.get_running_loop()
         status: QueueStatus | None = first
         last: tuple[object, ...] | None = None
+        sent_at = float("-inf")
         resume = last_event_id
         while True:
             if status is None:
@@ -233,12 +239,20 @@ async def queue_events(
             if resume is not None and resume == event_id:
                 last = key  # the client has this one already
             resume = None
+            wait_s = refresh_s
             if key != last:
-                last = key
-                yield ServerSentEvent(status.model_dump_json(), id=event_id, event="status")
-            # Re-read on a change (released once per session, after the notifier's gap)
-            # or after refresh_s: the heartbeat.
-            await queue.notifier.wait(session_id, refresh_s)
+                # A place that only moved up waits for its turn (one a second): in a busy
+                # on-sale the line moves on every tick, and sending each move to every
+                # stream was most of the gateway's work. Anything else goes out at once.
+                held_s = POSITION_EVERY_S - (loop.time() - sent_at)
+                if last is not None and key[0] == last[0] and key[4:] == last[4:] and held_s > 0:
+                    wait_s = held_s
+                else:
+                    last, sent_at = key, loop.time()
+                    yield ServerSentEvent(status.model_dump_json(), id=event_id, event="status")
+            # Re-read on a change (the notifier releases a session's streams together), when
+            # a held place is due, or after refresh_s: the heartbeat.
+            await queue.notifier.wait(session_id, wait_s)
             try:
                 status = await service.status_of(session_id=session_id, user_id=user.user_id)
             except QueueUnavailable:

@@ -219,6 +219,44 @@ class TestEvents:
                 assert (await asyncio.wait_for(next_status(), 5))["status"] == "sold_out"
                 assert time.monotonic() - t0 < 1.0
 
+    async def test_moves_up_the_line_are_held_to_one_a_second_and_an_admission_is_not(
+        self, gateway: GatewayFactory
+    ) -> None:
+        """In a busy on-sale the line moves on every tick; each move sent to every stream
+        was most of the gateway's work. Moves reach a stream at most once a second, the
+        latest one included; an admission goes out at once."""
+        async with gateway(queue_heartbeat_timeout_s=30) as gw:
+            blockers = [user_headers(), user_headers()]
+            ahead = [user_headers() for _ in range(3)]
+            me = user_headers()
+            for h in (*blockers, *ahead, me):
+                await gw.post(f"/api/queue/{TIGHT_SESSION}/join", headers=h)
+            await wait_admitted(gw, TIGHT_SESSION, blockers[1])
+            got: list[tuple[float, dict[str, Any]]] = []
+            async with gw.stream("GET", f"/api/queue/{TIGHT_SESSION}/events", headers=me) as st:
+
+                async def read_all() -> None:
+                    async for line in st.aiter_lines():
+                        if line.startswith("data:"):
+                            got.append((time.monotonic(), orjson.loads(line[5:])))
+
+                reader = asyncio.create_task(read_all())
+                await eventually(lambda: asyncio.sleep(0, bool(got)))
+                assert got[0][1]["position"] == 4
+                opened = got[0][0]
+                for h in ahead:  # three moves within a few ticks
+                    await gw.delete(f"/api/queue/{TIGHT_SESSION}", headers=h)
+                    await asyncio.sleep(0.12)
+                await eventually(lambda: asyncio.sleep(0, got[-1][1]["position"] == 1), 3)
+                moves = [(t, b["position"]) for t, b in got[1:]]
+                assert moves[0][0] - opened >= 0.9, moves  # held after the first status
+                assert len(moves) <= 2, moves  # 3 moves, coalesced
+                sent_last = got[-1][0]
+                await gw.delete(f"/api/queue/{TIGHT_SESSION}", headers=blockers[0])
+                await eventually(lambda: asyncio.sleep(0, got[-1][1]["status"] == "admitted"), 3)
+                assert got[-1][0] - sent_last < 0.9  # not held: a second had not passed
+                reader.cancel()
+
     async def test_leaving_ends_the_stream_with_a_gone_event(self, gateway: GatewayFactory) -> None:
         async with gateway() as gw:
             blockers = [user_headers(), user_headers()]
