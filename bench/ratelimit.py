@@ -50,6 +50,7 @@ import tempfile
 import time
 import urllib.request
 from argparse import Namespace
+from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,27 @@ def pin(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(int(tid), cpus)
 
 
+def wrk_at_once(
+    urls: Iterable[str],
+    *,
+    connections: int,
+    duration: float,
+    cpus: set[int],
+    script: Sequence[str] = (),
+) -> None:
+    """One ``wrk`` per URL, all loading at the same time from ``cpus``, until they end."""
+    runs = [
+        subprocess.Popen(
+            ["wrk", "-t1", f"-c{connections}", f"-d{int(duration)}s", *script, url],
+            stdout=subprocess.DEVNULL,
+            preexec_fn=lambda: os.sched_setaffinity(0, cpus),
+        )
+        for url in urls
+    ]
+    for run in runs:
+        run.wait()
+
+
 def side_by_side(args: Namespace, redis_url: str, redis_pid: int, private: bool) -> None:
     """Measurement 2 of the module docstring."""
     cpus = sorted(os.sched_getaffinity(0))
@@ -166,16 +188,13 @@ def side_by_side(args: Namespace, redis_url: str, redis_pid: int, private: bool)
             script = ["-s", str(lua)]
 
         def load_both(duration: float) -> None:
-            runs = [
-                subprocess.Popen(
-                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", *script, url],
-                    stdout=subprocess.DEVNULL,
-                    preexec_fn=lambda: os.sched_setaffinity(0, rest),
-                )
-                for url in urls.values()
-            ]
-            for run in runs:
-                run.wait()
+            wrk_at_once(
+                urls.values(),
+                connections=args.connections,
+                duration=duration,
+                cpus=rest,
+                script=script,
+            )
 
         load_both(2)  # warm-up
         served: dict[str, list[int]] = {"off": [], "on": []}

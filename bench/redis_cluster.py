@@ -37,7 +37,7 @@ from typing import Any
 import gateway_proxy as gp
 import redis
 from benchkit import cpu_seconds, free_port, load_average
-from ratelimit import command_calls, delta, pin, proxied, start_gateway
+from ratelimit import command_calls, delta, pin, proxied, start_gateway, wrk_at_once
 
 from boxoffice.local_cluster import running_cluster
 from gateway.ratelimit import scripts
@@ -150,16 +150,7 @@ def gateways_side_by_side(
         urls = {m: f"http://127.0.0.1:{p}{gp.PATH}" for m, p in ports.items()}
 
         def load_both(duration: float) -> None:
-            runs = [
-                subprocess.Popen(
-                    ["wrk", "-t1", f"-c{args.connections}", f"-d{int(duration)}s", url],
-                    stdout=subprocess.DEVNULL,
-                    preexec_fn=lambda: os.sched_setaffinity(0, rest),
-                )
-                for url in urls.values()
-            ]
-            for run in runs:
-                run.wait()
+            wrk_at_once(urls.values(), connections=args.connections, duration=duration, cpus=rest)
 
         load_both(2)  # warm-up
         served: dict[str, list[int]] = {m: [] for m in urls}
