@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from gateway.testing import GatewayFactory, GatewayHarness
+from tests.gateway.asgi import http_scope
 
 
 class TestRouting:
@@ -119,19 +120,7 @@ async def asgi_get(
         messages.append(message)
 
     path = raw_path.split("?")[0]
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"gateway.test"), *(headers or [])],
-        "client": ("127.0.0.1", 1234),
-        "server": ("gateway.test", 80),
-    }
+    scope = http_scope(path, headers=headers or [])
     await gateway.asgi(scope, receive, send)
     start = messages[0]
     return start["status"], start["headers"], [m.get("body", b"") for m in messages[1:]]
@@ -295,7 +284,7 @@ class TestStreaming:
                 received += len(message.get("body", b""))
                 produced_at_send.append(produced)
 
-        scope = _scope("/api/big")
+        scope = http_scope("/api/big")
         await gateway.asgi(scope, receive, send)
         assert received == total_chunks * len(chunk)
         # The first bytes left the gateway while the upstream had produced almost nothing:
@@ -312,22 +301,6 @@ class _Stream(httpx.AsyncByteStream):
     async def __aiter__(self) -> AsyncIterator[bytes]:
         async for c in self._it:
             yield c
-
-
-def _scope(path: str, method: str = "GET") -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"gateway.test")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("gateway.test", 80),
-    }
 
 
 class TestFailures:
@@ -466,7 +439,7 @@ async def test_large_body_cut_off_ends_the_response(gateway: GatewayHarness) -> 
     async def send(message: dict[str, Any]) -> None:
         messages.append(message)
 
-    await gateway.asgi(_scope("/api/big"), receive, send)
+    await gateway.asgi(http_scope("/api/big"), receive, send)
     assert messages[0]["status"] == 200
     # No final (more_body=False) message: the server closes the connection instead.
     assert all(m.get("more_body", False) for m in messages[1:])

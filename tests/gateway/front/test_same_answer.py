@@ -14,6 +14,7 @@ import orjson
 import pytest
 
 from gateway.testing import GatewayHarness
+from tests.gateway.asgi import http_scope
 
 LIMIT = 1024 * 1024  # the gateway's default max_body_bytes
 
@@ -47,19 +48,7 @@ async def call(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"host", b"gateway.test"), *headers],
-        "client": ("127.0.0.1", 50000),
-        "server": ("gateway.test", 80),
-    }
+    scope = http_scope(path, method, headers)
     await gateway.asgi(scope, receive, send)
     start = next(m for m in sent if m["type"] == "http.response.start")
     out = {k.decode(): v.decode() for k, v in start["headers"]}
