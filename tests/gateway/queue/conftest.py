@@ -12,12 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import respx
 import uvicorn
 
 from boxoffice.ports import free_port
 from gateway.app import GatewayApp, create_app
 from gateway.config import Settings
+from shared import keys
+from shared.events import ReservationCompleted, to_fields
 from shared.tokens import issue_access_token, new_user_id
 from svckit.http_server import HTTP_PROTOCOL
 
@@ -160,3 +163,21 @@ def user_headers(user_id: str | None = None) -> dict[str, str]:
         secret=SECRET, user_id=user_id or new_user_id(), nickname="tester", ttl_s=3600
     )
     return {"Authorization": f"Bearer {token}"}
+
+
+def push_completed(client: redis.Redis, session_id: int, user_id: str) -> None:
+    """Write the ``reservation.completed`` event of ``user_id`` to the session's stream, as
+    the ticket_server does on a confirm (it frees the user's queue slot)."""
+    event = ReservationCompleted(
+        reservation_id="r_1",
+        session_id=session_id,
+        user_id=user_id,
+        seat_ids=[1],
+        nickname="n",
+        rank=1,
+        completion_ms=1,
+        queue_position=1,
+        created_at=datetime.now(UTC),
+    )
+    fields: dict[Any, Any] = dict(to_fields(event))
+    client.xadd(keys.events_stream(session_id), fields)

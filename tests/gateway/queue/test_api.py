@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -16,7 +15,6 @@ import redis
 
 from boxoffice.ports import free_port
 from shared import keys
-from shared.events import ReservationCompleted, to_fields
 from shared.tokens import issue_access_token, issue_admission_token, new_user_id
 from tests.gateway.queue.conftest import (
     LATER_SESSION,
@@ -24,6 +22,7 @@ from tests.gateway.queue.conftest import (
     SECRET,
     TIGHT_SESSION,
     GatewayFactory,
+    push_completed,
     user_headers,
 )
 
@@ -157,19 +156,7 @@ class TestSharedByInstances:
                 await a.post(f"/api/queue/{TIGHT_SESSION}/join", headers=user_headers(u))
             await wait_admitted(b, TIGHT_SESSION, user_headers(u2))
             assert (await status_of(b, TIGHT_SESSION, user_headers(u3)))["status"] == "waiting"
-            event = ReservationCompleted(
-                reservation_id="r_1",
-                session_id=TIGHT_SESSION,
-                user_id=u1,
-                seat_ids=[1, 2],
-                nickname="n",
-                rank=1,
-                completion_ms=1234,
-                queue_position=1,
-                created_at=datetime.now(UTC),
-            )
-            fields: dict[Any, Any] = dict(to_fields(event))
-            redis_sync.xadd(keys.events_stream(TIGHT_SESSION), fields)
+            push_completed(redis_sync, TIGHT_SESSION, u1)
             await wait_admitted(a, TIGHT_SESSION, user_headers(u3))
             # u1 keeps a valid admission (its token lives until it expires).
             assert (await status_of(a, TIGHT_SESSION, user_headers(u1)))["status"] == "admitted"

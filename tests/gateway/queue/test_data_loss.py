@@ -6,17 +6,14 @@ completed reservations free their slots. On a private ``redis-server`` that is f
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
 import respx
 
 from shared import keys
-from shared.events import ReservationCompleted, to_fields
 from shared.tokens import new_user_id
 from tests.fixtures.redis_server import RedisProcess
-from tests.gateway.queue.conftest import TIGHT_SESSION, serve_gateway, user_headers
+from tests.gateway.queue.conftest import TIGHT_SESSION, push_completed, serve_gateway, user_headers
 from tests.gateway.queue.test_api import status_of, wait_admitted
 
 pytestmark = pytest.mark.integration
@@ -43,19 +40,7 @@ async def test_admission_and_releases_go_on_after_a_flush(upstream_mock: respx.R
             assert (await status_of(gw, sid, user_headers(z)))["status"] == "waiting"
 
             # x books: the event frees x's slot for z, through the group made again.
-            event = ReservationCompleted(
-                reservation_id="r_1",
-                session_id=sid,
-                user_id=x,
-                seat_ids=[1],
-                nickname="n",
-                rank=1,
-                completion_ms=1,
-                queue_position=1,
-                created_at=datetime.now(UTC),
-            )
-            fields: dict[Any, Any] = dict(to_fields(event))
-            admin.xadd(keys.events_stream(sid), fields)
+            push_completed(admin, sid, x)
             await wait_admitted(gw, sid, user_headers(z))
             (group,) = admin.xinfo_groups(keys.events_stream(sid))
             assert group["name"] == keys.GATEWAY_QUEUE_GROUP
