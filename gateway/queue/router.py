@@ -246,7 +246,8 @@ async def queue_events(
                 # stream was most of the gateway's work. Anything else goes out at once.
                 held_s = POSITION_EVERY_S - (loop.time() - sent_at)
                 if last is not None and key[0] == last[0] and key[4:] == last[4:] and held_s > 0:
-                    wait_s = held_s
+                    # The re-read is the waiter's heartbeat too: never later than refresh_s.
+                    wait_s = min(held_s, refresh_s)
                 else:
                     last, sent_at = key, loop.time()
                     yield ServerSentEvent(status.model_dump_json(), id=event_id, event="status")
